@@ -1,0 +1,113 @@
+# enlcn — reproducibility study of ENLCA/ENLCN (AAAI 2022).
+#
+#   make book        install (if needed), run notebooks/*.ipynb with papermill, build the Jupyter Book
+#   make test        install (if needed), fast tests (pytest -m "not slow") + ruff
+#
+# torch is installed EXPLICITLY (torch==$(TORCH_VERSION)) before the project: a bare `torch` requirement
+# with no torch installed would pull a multi-GB CUDA build from PyPI. GPU users pick a CUDA build with
+#   make venv TORCH_VERSION=2.9.1 TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
+# (any version inside pyproject.toml's torch range).
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+
+PYTHON          ?= python3
+VENV            ?= .venv
+# The torch pin of the last successful `make venv` is remembered in $(VENV)/torch-pin.mk, so a GPU user's
+# `make venv TORCH_VERSION=... TORCH_INDEX_URL=...` sticks for later `make test` / `make book` calls.
+-include $(VENV)/torch-pin.mk
+TORCH_VERSION   ?= 2.13.0
+TORCH_INDEX_URL ?=
+PROFILE         ?= cpu
+PYTEST_ARGS     ?=
+NOTEBOOKS       ?=
+# -W turns Sphinx warnings into errors (nothing is silently ignored), --keep-going reports all of them
+# before failing, --all re-reads every page so a warning cannot hide in an incremental build.
+JB_FLAGS        ?= --all -W --keep-going
+
+PY  := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+KERNEL_NAME := enlcn
+KERNEL := $(VENV)/share/jupyter/kernels/$(KERNEL_NAME)/kernel.json
+
+# The install stamp is named after what the install depends on: pyproject.toml's content and the torch
+# pin. Editing either gives a new name, hence a reinstall; touching a file (or a fresh clone's mtimes) doesn't.
+INSTALL_KEY := $(shell { cat pyproject.toml; echo "torch=$(TORCH_VERSION) index=$(TORCH_INDEX_URL)"; } \
+                 | sha256sum | cut -c1-16)
+STAMP := $(VENV)/.stamp-$(INSTALL_KEY)
+
+TORCH_INDEX_OPT := $(if $(strip $(TORCH_INDEX_URL)),--index-url $(TORCH_INDEX_URL),)
+
+.PHONY: help venv test test-slow lint book book-html clean distclean
+
+help:
+	@echo "make book       run notebooks (papermill, PROFILE=$(PROFILE); NOTEBOOKS='a b' for a subset) and build"
+	@echo "                the book into book/_build/html"
+	@echo "make test       fast tests (not slow) + ruff"
+	@echo "make test-slow  slow tests only (pytest -m slow)"
+	@echo "make lint       ruff check"
+	@echo "make venv       create/update $(VENV) (TORCH_VERSION=$(TORCH_VERSION) TORCH_INDEX_URL=$(TORCH_INDEX_URL))"
+	@echo "make book-html  build the book from the executed notebooks already in book/notebooks (no papermill)"
+	@echo "make clean      remove book/_build, book/deviations.md and the executed notebooks in book/notebooks"
+	@echo "make distclean  clean, and remove $(VENV) too"
+
+# ---------------------------------------------------------------------------------------------- install
+venv: $(STAMP)
+
+$(STAMP):
+	@test -x $(PY) || { echo ">> creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
+	$(PIP) install --upgrade pip
+	@echo ">> installing torch==$(TORCH_VERSION) first (explicit pin: never let pip resolve a bare torch)"
+	$(PIP) install $(TORCH_INDEX_OPT) "torch==$(TORCH_VERSION)"
+	@echo ">> installing the project (editable) with the book and dev extras"
+	$(PIP) install -e '.[book,dev]' "torch==$(TORCH_VERSION)"
+	$(PY) -c "import torch; print('>> torch', torch.__version__, '| cuda available:', torch.cuda.is_available())"
+	@rm -f $(VENV)/.stamp-*
+	@printf 'TORCH_VERSION ?= %s\nTORCH_INDEX_URL ?= %s\n' "$(TORCH_VERSION)" "$(TORCH_INDEX_URL)" \
+	  > $(VENV)/torch-pin.mk
+	@touch $@
+
+# Jupyter kernel used by papermill, registered inside the venv so `-k enlcn` runs the venv's Python.
+$(KERNEL): $(STAMP)
+	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL_NAME) --display-name "Python (enlcn)"
+	@touch $@
+
+# ------------------------------------------------------------------------------------------------ tests
+test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m ruff check enlcn tests
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check enlcn tests tools book/gen_deviations.py
+
+# ------------------------------------------------------------------------------------------------- book
+# `make book` = run every notebooks/*.ipynb with papermill (atomic writes into book/notebooks/), generate
+# book/deviations.md from enlcn.variants, then build. `make book-html` skips the papermill step.
+book: $(KERNEL)
+	$(PY) tools/run_notebooks.py --profile $(PROFILE) --kernel $(KERNEL_NAME) \
+	  --input-dir notebooks --output-dir book/notebooks $(NOTEBOOKS)
+	$(PY) book/gen_deviations.py --output book/deviations.md
+	$(VENV)/bin/jupyter-book build book $(JB_FLAGS)
+	@echo ">> book: file://$(CURDIR)/book/_build/html/index.html"
+
+book-html: $(STAMP)
+	$(PY) book/gen_deviations.py --output book/deviations.md
+	$(VENV)/bin/jupyter-book build book $(JB_FLAGS)
+	@echo ">> book: file://$(CURDIR)/book/_build/html/index.html"
+
+# ----------------------------------------------------------------------------------------------- clean
+clean:
+	rm -rf book/_build book/deviations.md
+	rm -f book/notebooks/*.ipynb
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -print0 | xargs -0 rm -rf
+	rm -rf .pytest_cache .ruff_cache
+
+distclean: clean
+	rm -rf *.egg-info
+	@if [ "$(VENV)" = ".venv" ]; then echo "rm -rf .venv"; rm -rf .venv; \
+	 else echo ">> not removing VENV=$(VENV): only the project's own .venv is deleted"; fi

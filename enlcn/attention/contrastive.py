@@ -1,0 +1,92 @@
+"""The contrastive loss of ENLCA (paper Eqs. 8–10), in the paper's and the official code's form.
+
+Both forms rank, for every query ``i``, the relevances ``T_ij = Q_iᵀK_j`` (Eq. 8: ``k·cos(Q_i, K_j)``
+because ``Q`` and ``K`` arrive already normalized and amplified by ``√k``), and contrast the most relevant
+keys with a band of less relevant ones (Eq. 9–10):
+
+* ``form="paper"`` — Eq. 10: relevant = the top ``n1·N`` ranks, irrelevant = ``n1·N`` ranks starting at
+  rank ``n2·N`` (``n1 = 2 %``, ``n2 = 8 %``), ``L = mean_i[−log(mean exp T'_rel / mean exp T'_irr) + b]``,
+  no hinge. Counts are ``floor(n·N)`` (at least 1). Computed in log space (``logsumexp``). Because the
+  relevant band outranks the irrelevant one, each term lies in ``[b − (max T − min T), b]``; with
+  normalized inputs ``T ∈ [−k, k]``, so the loss is bounded in ``[b − 2k, b]`` without a hinge. Set
+  ``hinge=True`` to clamp each term at 0 as the official code does.
+* ``form="official"`` — ``src/model/attention.py:31-39`` of the official code: fixed ranks, positives =
+  the top 15, negatives = sorted ranks 50…64, ``relu(−log(mean exp(pos) / (mean exp(neg) + 1e-6)) + 1)``.
+
+Both use a partial selection (``torch.topk`` of the first ``n2·N + n1·N`` ranks) instead of sorting whole
+rows — the selected values are identical — and process query rows in chunks, so memory stays
+``O(chunk·N)`` instead of ``O(N²)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+#: the official code's fixed ranks (attention.py:36-37, commit 90451d1)
+OFFICIAL_POSITIVES = 15
+OFFICIAL_NEGATIVES = (50, 65)
+#: elements of the ``rows × N`` relevance block processed at once (per image)
+CHUNK_ELEMENTS = 1 << 22
+
+
+def contrastive_bands(n: int, form: str, n1: float = 0.02, n2: float = 0.08) -> tuple[int, int, int]:
+    """``(n_relevant, irrelevant_start, irrelevant_stop)`` ranks for ``n`` keys (Eq. 10 or official)."""
+    if form == "official":
+        rel, (start, stop) = OFFICIAL_POSITIVES, OFFICIAL_NEGATIVES
+    elif form == "paper":
+        if not (0 < n1 < 1 and 0 <= n2 < 1):
+            raise ValueError(f"contrastive loss: need 0 < n1 < 1 and 0 <= n2 < 1, got n1={n1}, n2={n2}")
+        rel = max(1, math.floor(n1 * n))
+        start = math.floor(n2 * n)
+        stop = start + rel
+    else:
+        raise ValueError(f"contrastive loss form must be 'paper' or 'official', got {form!r}")
+    if stop > n:
+        raise ValueError(
+            f"contrastive loss ({form}): the irrelevant band ends at rank {stop} but there are only {n} "
+            f"positions (H·W); use a larger input or smaller n1/n2"
+        )
+    return rel, start, stop
+
+
+def contrastive_loss(
+    q: Tensor,
+    k: Tensor,
+    form: str = "paper",
+    n1: float = 0.02,
+    n2: float = 0.08,
+    b: float = 1.0,
+    hinge: bool = False,
+) -> Tensor:
+    """Contrastive loss (Eqs. 8–10) of amplified embeddings ``q, k`` (``[B, N, c]``), a scalar.
+
+    ``form``: ``"paper"`` (Eq. 10 with ``n1``, ``n2``, ``b``; optional ``hinge``) or ``"official"``
+    (fixed ranks 15 / 50–64, hinge, margin ``b``; ``n1``, ``n2`` unused). Mean over queries and batch.
+    """
+    if q.dim() != 3 or q.shape != k.shape:
+        shapes = f"{tuple(q.shape)}, {tuple(k.shape)}"
+        raise ValueError(f"contrastive_loss: q and k must both be B×N×c, got {shapes}")
+    bsz, n, _ = q.shape
+    rel, start, stop = contrastive_bands(n, form, n1, n2)
+    rows = max(1, CHUNK_ELEMENTS // n)
+    terms = [_row_terms(q[:, i : i + rows], k, form, rel, start, stop, b, hinge) for i in range(0, n, rows)]
+    return torch.cat(terms, dim=1).mean()
+
+
+def _row_terms(
+    q_rows: Tensor, k: Tensor, form: str, rel: int, start: int, stop: int, b: float, hinge: bool
+) -> Tensor:
+    """Per-query loss terms ``[B, rows]`` for a block of query rows."""
+    t = q_rows @ k.transpose(1, 2)  # [B, rows, N] relevance T (Eq. 8)
+    top = torch.topk(t, stop, dim=-1, sorted=True).values  # [B, rows, stop] = T' (Eq. 9), first ranks
+    if form == "official":
+        pos = top[..., :rel].exp().mean(-1)
+        neg = top[..., start:stop].exp().mean(-1)
+        return torch.relu(-torch.log(pos / (neg + 1e-6)) + b)
+    log_pos = torch.logsumexp(top[..., :rel], dim=-1)  # the 1/(n1·N) of both means cancels
+    log_neg = torch.logsumexp(top[..., start:stop], dim=-1)
+    term = -(log_pos - log_neg) + b
+    return torch.relu(term) if hinge else term

@@ -1,0 +1,172 @@
+"""ENLCA: Efficient Non-Local Contrastive Attention (paper §3), and ENLA, its ablation without sparsity.
+
+``x → θ, δ, ψ`` (1×1 convs; Eq. 2) → ``Q = √k·θ/‖θ‖, K = √k·δ/‖δ‖`` (Eq. 3 as the official code reads
+it) → ``Y = ENLA(Q, K, V)`` (Eqs. 4–6) → ``res_scale·Y + x``. In training mode, and when switched on,
+the contrastive loss of ``Q, K`` (Eqs. 8–10) is left in ``aux_loss``.
+
+``variant="official"`` (default) and ``variant="paper"`` choose the defaults listed in
+:mod:`enlcn.variants`; any option can still be set explicitly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..variants import attention_variant
+from .base import Attention, feature_map, tokens
+from .contrastive import contrastive_loss
+from .enla import enla, enla_weights
+from .kernels import gaussian_projection
+
+REDRAW_POLICIES = ("never", "epoch", "interval")
+
+
+@dataclass(frozen=True)
+class ENLCAOptions:
+    """Options of ``enlca`` (defaults: the official code). Symbols as in the paper where it has them."""
+
+    variant: str = "official"  # "paper" | "official": which defaults the variant-dependent fields take
+    m: int = 128  # random features (Eq. 4)
+    k: float = 6.0  # amplification: Q·K = k·cos (Eq. 3)
+    reduction: int = 4  # θ, δ: C → C/reduction
+    orthogonal: bool = True  # F: orthogonal blocks (official) or i.i.d. rows (paper)
+    feature_eps: float = 1e-4  # constant inside φ (official 1e-4, paper 0)
+    norm_eps: float = 5e-5  # eps of the L2 normalisation of Q and K
+    key_norm: str = "own"  # "own": K = √k·δ/‖δ‖; "query": Eq. 3 literally, K = √k·δ/‖θ‖
+    embed_kernel: int = 1  # kernel size of θ, δ, ψ
+    res_scale: float = 0.1
+    contrastive: bool = True  # compute the contrastive loss in training mode
+    loss_form: str = "official"  # "paper" (Eq. 10) | "official"
+    n1: float = 0.02
+    n2: float = 0.08
+    b: float = 1.0
+    hinge: bool = True
+    redraw: str = "interval"  # "never" | "epoch" | "interval"
+    redraw_interval: int = 640  # training forward calls between redraws (policy "interval")
+
+    @classmethod
+    def create(cls, variant: str = "official", **overrides: Any) -> ENLCAOptions:
+        """Options with ``variant``'s defaults (from :mod:`enlcn.variants`), then ``overrides``."""
+        return replace(cls(), variant=variant, **{**attention_variant(variant), **overrides})
+
+    def __post_init__(self) -> None:
+        checks = {
+            "m": self.m >= 1,
+            "k": self.k > 0,
+            "reduction": self.reduction >= 1,
+            "embed_kernel": self.embed_kernel >= 1 and self.embed_kernel % 2 == 1,
+            "key_norm": self.key_norm in ("own", "query"),
+            "loss_form": self.loss_form in ("paper", "official"),
+            "redraw": self.redraw in REDRAW_POLICIES,
+            "redraw_interval": self.redraw_interval >= 1,
+            "feature_eps": self.feature_eps >= 0,
+            "n1": 0 < self.n1 < 1,
+            "n2": 0 <= self.n2 < 1,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"invalid ENLCA option {name}={getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
+class ENLAOptions(ENLCAOptions):
+    """Options of ``enla``: ENLCA without Sparse Aggregation — no amplification (k = 1), no loss."""
+
+    k: float = 1.0
+    contrastive: bool = False
+
+    @classmethod
+    def create(cls, variant: str = "official", **overrides: Any) -> ENLAOptions:
+        return super().create(variant, **{"k": 1.0, "contrastive": False, **overrides})
+
+
+class ENLCA(Attention):
+    """ENLCA module (paper §3, Fig. 2 and 4); ``B×C×H×W → B×C×H×W``."""
+
+    Options = ENLCAOptions
+
+    def __init__(self, channels: int, options: ENLCAOptions | None = None) -> None:
+        options = options or self.Options.create()
+        super().__init__(channels, options)
+        if channels % options.reduction:
+            raise ValueError(f"channels={channels} is not divisible by reduction={options.reduction}")
+        c, pad = channels // options.reduction, options.embed_kernel // 2
+        self.theta = nn.Conv2d(channels, c, options.embed_kernel, padding=pad)  # Q embedding
+        self.delta = nn.Conv2d(channels, c, options.embed_kernel, padding=pad)  # K embedding
+        self.psi = nn.Conv2d(channels, channels, options.embed_kernel, padding=pad)  # V embedding
+        self.register_buffer("projection", gaussian_projection(options.m, c, options.orthogonal))
+        self.register_buffer("calls_since_redraw", torch.zeros((), dtype=torch.long))
+        self.contrastive_enabled = options.contrastive  # the trainer switches it on after warm-up
+
+    # -- Eq. 3 ----------------------------------------------------------------------------------
+    def embed(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``Q, K, V`` tokens (``[B, N, c]``, ``[B, N, c]``, ``[B, N, C]``) of Eq. 3."""
+        o = self.options
+        theta, delta = self.theta(x), self.delta(x)  # [B, c, H, W]
+        scale = o.k**0.5
+        q = F.normalize(theta, dim=1, eps=o.norm_eps) * scale
+        if o.key_norm == "own":
+            k = F.normalize(delta, dim=1, eps=o.norm_eps) * scale
+        else:  # Eq. 3 literally: K = √k·δ(X)/‖θ(X)‖
+            k = delta / theta.norm(dim=1, keepdim=True).clamp_min(o.norm_eps) * scale
+        return tokens(q), tokens(k), tokens(self.psi(x))
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.check_input(x)
+        if self.training:
+            self._count_call()
+        q, k, v = self.embed(x)
+        self.aux_loss = None
+        if self.training and self.contrastive_enabled:
+            o = self.options
+            self.aux_loss = contrastive_loss(q, k, o.loss_form, o.n1, o.n2, o.b, o.hinge)
+        y = enla(q, k, v, self.projection, self.options.feature_eps)  # [B, N, C]
+        return feature_map(y, x.shape[-2], x.shape[-1]) * self.options.res_scale + x
+
+    def attention_weights(self, x: Tensor, index: int) -> Tensor:
+        """The random-feature estimate of ``softmax(Q_iᵀK)`` that ENLA aggregates with (rows sum to 1)."""
+        self.check_input(x)
+        i = self.check_index(x, index)
+        q, k, _ = self.embed(x)
+        return enla_weights(q[:, i], k, self.projection, self.options.feature_eps)
+
+    def exact_weights(self, x: Tensor, index: int) -> Tensor:
+        """``softmax(Q_iᵀK)``: what the random features estimate (the paper's correlation maps)."""
+        self.check_input(x)
+        i = self.check_index(x, index)
+        q, k, _ = self.embed(x)
+        return torch.softmax((k @ q[:, i].unsqueeze(-1)).squeeze(-1), dim=-1)
+
+    # -- redraw policy ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def redraw_projection(self, generator: torch.Generator | None = None) -> None:
+        """Draw a fresh ``F`` (Eq. 4) in place."""
+        m, c = self.projection.shape
+        new = gaussian_projection(m, c, self.options.orthogonal, generator)
+        self.projection.copy_(new)
+        self.calls_since_redraw.zero_()
+
+    def on_epoch_start(self) -> None:
+        """Called by the trainer at every epoch start: the paper's policy redraws ``F`` here."""
+        if self.options.redraw == "epoch":
+            self.redraw_projection()
+
+    def _count_call(self) -> None:
+        """The official policy: redraw when ``redraw_interval`` training calls have passed (calls 641, …)."""
+        if self.options.redraw != "interval":
+            return
+        if int(self.calls_since_redraw) >= self.options.redraw_interval:
+            self.redraw_projection()
+        else:
+            self.calls_since_redraw += 1
+
+
+class ENLA(ENLCA):
+    """ENLA alone (the ablation rows of Table 2): ENLCA's module with k = 1 and no contrastive loss."""
+
+    Options = ENLAOptions

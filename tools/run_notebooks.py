@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""Execute the study's notebooks with papermill and write the executed copies for the book.
+
+Every ``<input-dir>/*.ipynb`` (or the notebooks named on the command line) is run with the parameter
+``profile`` set (``quick``, ``cpu`` or ``paper``) on the given Jupyter kernel, in the notebook's own
+directory (as Jupyter would run it). The executed copy goes to ``<output-dir>/<name>.ipynb``
+**atomically**: papermill writes ``<name>.tmp.ipynb`` and only a run that finished is renamed over the
+final name, so a failed or interrupted run never leaves a half-executed notebook where the book (or git)
+would pick it up. A failed run's partial output is moved to ``<failed-dir>`` for inspection instead.
+
+Independent of the ``enlcn`` package on purpose: it only needs papermill. Used by ``make book``::
+
+    python tools/run_notebooks.py --profile cpu --kernel enlcn \\
+        --input-dir notebooks --output-dir book/notebooks
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+TMP_SUFFIX = ".tmp.ipynb"
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook raised during execution (or papermill could not run it)."""
+
+
+def find_notebooks(input_dir: Path, names: list[str]) -> list[Path]:
+    if names:
+        paths = []
+        for name in names:
+            p = Path(name)
+            if not p.suffix:
+                p = p.with_suffix(".ipynb")
+            if not p.exists():
+                p = input_dir / p.name
+            if not p.exists():
+                raise SystemExit(f"run_notebooks: no such notebook: {name} (looked in {input_dir}/)")
+            paths.append(p)
+        return paths
+    if not input_dir.is_dir():
+        return []
+    return sorted(p for p in input_dir.glob("*.ipynb") if not p.name.endswith(TMP_SUFFIX))
+
+
+def run_one(
+    src: Path,
+    out_dir: Path,
+    failed_dir: Path,
+    *,
+    profile: str,
+    kernel: str,
+    timeout: float | None,
+) -> Path:
+    import papermill as pm  # imported here so `--help` works without papermill
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    final = out_dir / src.name
+    tmp = out_dir / (src.stem + TMP_SUFFIX)
+    tmp.unlink(missing_ok=True)
+    try:
+        pm.execute_notebook(
+            str(src),
+            str(tmp),
+            parameters={"profile": profile},
+            kernel_name=kernel,
+            language="python",  # the study's notebooks are Python; needed when one lacks kernelspec metadata
+            cwd=str(src.resolve().parent),
+            progress_bar=False,
+            log_output=False,
+            execution_timeout=timeout,
+        )
+    except BaseException as exc:  # includes KeyboardInterrupt: never leave the temp file behind
+        where = ""
+        if tmp.exists():
+            failed_dir.mkdir(parents=True, exist_ok=True)
+            kept = failed_dir / src.name
+            os.replace(tmp, kept)
+            where = f"\n  its partially executed copy is at {kept}"
+        if isinstance(exc, Exception):
+            summary = str(exc).strip().splitlines()
+            detail = "\n    ".join(summary[-15:]) if summary else type(exc).__name__
+            raise NotebookFailed(
+                f"notebook {src} FAILED (profile={profile}, kernel={kernel}): {type(exc).__name__}\n"
+                f"    {detail}{where}\n  no executed copy was written to {final}"
+            ) from exc
+        raise
+    os.replace(tmp, final)  # atomic on the same filesystem
+    return final
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("notebooks", nargs="*", help="notebooks to run (default: every *.ipynb in --input-dir)")
+    ap.add_argument("--profile", default="cpu", help="value of the notebooks' `profile` parameter")
+    ap.add_argument("--kernel", default="enlcn", help="Jupyter kernel name (see `make venv`)")
+    ap.add_argument("--input-dir", type=Path, default=Path("notebooks"))
+    ap.add_argument("--output-dir", type=Path, default=Path("book/notebooks"))
+    ap.add_argument(
+        "--failed-dir",
+        type=Path,
+        default=Path("book/_build/failed-notebooks"),
+        help="where a failed run's partial output is kept",
+    )
+    ap.add_argument("--timeout", type=float, default=None, help="per-cell timeout in seconds (default none)")
+    ap.add_argument("--keep-going", action="store_true", help="run the remaining notebooks after a failure")
+    args = ap.parse_args(argv)
+
+    # Leftovers of a run that was killed hard (SIGKILL) are never valid output.
+    if args.output_dir.is_dir():
+        for stale_tmp in args.output_dir.glob("*" + TMP_SUFFIX):
+            stale_tmp.unlink()
+
+    notebooks = find_notebooks(args.input_dir, args.notebooks)
+    if not notebooks:
+        print(f"run_notebooks: no notebooks in {args.input_dir}/ — nothing to execute")
+        return 0
+
+    if not args.notebooks and args.output_dir.is_dir():
+        sources = {p.name for p in notebooks}
+        for orphan in sorted(args.output_dir.glob("*.ipynb")):
+            if orphan.name not in sources:
+                print(f"run_notebooks: warning: {orphan} has no source notebook in {args.input_dir}/")
+
+    failures: list[str] = []
+    for i, src in enumerate(notebooks, 1):
+        print(f"run_notebooks: [{i}/{len(notebooks)}] {src} (profile={args.profile}) ...", flush=True)
+        t0 = time.perf_counter()
+        try:
+            final = run_one(
+                src,
+                args.output_dir,
+                args.failed_dir,
+                profile=args.profile,
+                kernel=args.kernel,
+                timeout=args.timeout,
+            )
+        except NotebookFailed as exc:
+            print(f"run_notebooks: ERROR: {exc}", file=sys.stderr, flush=True)
+            failures.append(str(src))
+            if not args.keep_going:
+                break
+            continue
+        print(f"run_notebooks:   -> {final} ({time.perf_counter() - t0:.1f} s)", flush=True)
+
+    if failures:
+        print(f"run_notebooks: {len(failures)} notebook(s) failed: {', '.join(failures)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
