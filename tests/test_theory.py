@@ -159,3 +159,18 @@ def test_orthogonal_features_have_lower_variance() -> None:
     sd_s2 = math.sqrt((centered.pow(4).mean().item() - s2**2) / draws)
     iid = kernel_variance(q, key, m)
     assert est.var().item() + SIGMAS * sd_s2 < iid
+
+
+def test_variance_vs_k_table_matches_eq7_where_the_sample_is_reliable():
+    from enlcn.theory import relative_std_for_k, variance_vs_k
+
+    df = variance_vs_k([0.5, 1.0], [0.0], m=16, c=8, draws=4000, seed=0)
+    assert list(df["method"].unique()) == [
+        "Eq. 7 (i.i.d.)", "Monte Carlo, i.i.d. (paper)", "Monte Carlo, orthogonal (official)",
+    ]
+    for k in (0.5, 1.0):
+        rows = df[df.k == k].set_index("method")
+        theory = rows.loc["Eq. 7 (i.i.d.)", "rel_std"]
+        assert theory == pytest.approx(relative_std_for_k(k, 0.0, 16))
+        mc = rows.loc["Monte Carlo, i.i.d. (paper)"]
+        assert abs(mc.rel_std - theory) < 5 * mc.rel_std_se

@@ -1,0 +1,96 @@
+"""Named settings: model presets and the profiles that pick them.
+
+A *model preset* fixes the size of the network (:class:`ModelPreset`); a *profile* (:class:`Profile`)
+names a whole setting of the study — for now only which model preset it uses; training, data and
+notebook settings are added to :class:`Profile` as fields with defaults, so existing profiles keep
+working. Look names up with :func:`get_model_preset` and :func:`get_profile`: an unknown name is an
+error that lists the known ones.
+
+Presets:
+
+* ``paper``: the paper's and the official README's ENLCN — 32 ResBlocks, 256 features, res_scale 0.1,
+  ``m = 128`` random features, amplification ``k = 6``, ``rgb_range = 1``;
+* ``cpu``: a model a 2-core CPU trains in a few hours (8 blocks, 48 features, ``m = 32``);
+* ``quick``: a tiny model for tests and smoke runs (4 blocks, 16 features, ``m = 16``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ModelPreset:
+    """Backbone size and the attention options every preset sets (``m``, ``k`` reach ENLA/ENLCA only)."""
+
+    n_resblocks: int
+    n_feats: int
+    res_scale: float
+    rgb_range: float = 1.0
+    m: int = 128  # random features of ENLA/ENLCA (Eq. 4)
+    k: float = 6.0  # amplification of ENLCA (Eq. 3)
+    description: str = ""
+
+
+MODEL_PRESETS: dict[str, ModelPreset] = {
+    "paper": ModelPreset(32, 256, 0.1, m=128, k=6.0, description="the paper's ENLCN (41.2M / 43.6M params)"),
+    "cpu": ModelPreset(8, 48, 0.1, m=32, k=6.0, description="trains on a 2-core CPU in a few hours"),
+    "quick": ModelPreset(4, 16, 0.1, m=16, k=6.0, description="tiny; for tests and smoke runs"),
+}
+
+
+def _lookup(table: dict, name: str, what: str):
+    if name not in table:
+        raise ValueError(f"unknown {what} {name!r}; known: {', '.join(sorted(table))}")
+    return table[name]
+
+
+def get_model_preset(name: str) -> ModelPreset:
+    """The model preset ``name`` (``ValueError`` listing the known ones if there is none)."""
+    return _lookup(MODEL_PRESETS, name, "model preset")
+
+
+def get_profile(name: str) -> Profile:
+    """The profile ``name`` (``ValueError`` listing the known ones if there is none)."""
+    return _lookup(PROFILES, name, "profile")
+
+
+@dataclass(frozen=True)
+class AblationK:
+    """Settings of ``notebooks/ablation_k.ipynb`` (Figure 6's variance curve; no training)."""
+
+    ks: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0)  # amplification factors
+    coses: tuple[float, ...] = (-0.5, 0.0, 0.5)  # cosines between q and k for Eq. 7
+    m: int = 128  # random features for the variance curve (the paper's m)
+    c: int = 64  # embedding width (the paper's 64)
+    draws: int = 4000  # Monte-Carlo projections per point
+    ms: tuple[int, ...] = (16, 64, 128, 256)  # m values for the attention-weight error
+    image_size: int = 48  # photograph side for the embedding patches (N = size²; 48² as the official patch)
+    queries: int = 128  # query positions sampled
+    repeats: int = 8  # projections per (k, m)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A named setting of the study. Later settings (training, data, notebooks) extend it with fields."""
+
+    name: str
+    model_preset: str
+    description: str = ""
+    ablation_k: AblationK = AblationK()
+
+    def __post_init__(self) -> None:
+        get_model_preset(self.model_preset)  # fail early on a typo
+
+
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in (
+        Profile("paper", "paper", "the paper's models and schedule (needs a GPU and days)",
+                ablation_k=AblationK(draws=20000, image_size=64, queries=256, repeats=16)),
+        Profile("cpu", "cpu", "scaled down so that a 2-core CPU finishes in hours"),
+        Profile("quick", "quick", "minutes on a CPU; checks that everything runs",
+                ablation_k=AblationK(ks=(1.0, 2.0, 4.0, 6.0), coses=(0.0, 0.5), draws=300, ms=(16, 128),
+                                     image_size=24, queries=16, repeats=2)),
+    )
+}

@@ -1,0 +1,160 @@
+"""Provenance of every number the study reports: profile, parameters, seeds, commit, versions, hardware.
+
+Notebooks call :func:`provenance` at their start and :meth:`Provenance.finish` at their end; the record is
+shown under the results and saved beside every result file (:func:`write_json_atomic`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def git_commit(repo: Path = REPO) -> str:
+    """The current commit (with ``-dirty`` when the tree has uncommitted changes), or ``unknown``."""
+    try:
+        sha = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return sha + ("-dirty" if dirty else "")
+
+
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def hardware() -> dict[str, Any]:
+    """CPU, core count, torch threads and the GPU if there is one."""
+    import torch
+
+    info: dict[str, Any] = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and the libraries the results depend on."""
+    import numpy
+    import skimage
+    import torch
+
+    from . import __version__
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "scikit-image": skimage.__version__,
+        "pandas": pd.__version__,
+        "enlcn": __version__,
+    }
+
+
+@dataclass
+class Provenance:
+    """Where a result came from. ``wall_time_s`` is filled by :meth:`finish`."""
+
+    notebook: str
+    profile: str
+    parameters: dict[str, Any]
+    seed: int | None
+    commit: str = field(default_factory=git_commit)
+    versions: dict[str, str] = field(default_factory=versions)
+    hardware: dict[str, Any] = field(default_factory=hardware)
+    started: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    wall_time_s: float | None = None
+    _t0: float = field(default_factory=time.perf_counter, repr=False)
+
+    def finish(self) -> Provenance:
+        """Record the wall time since creation."""
+        self.wall_time_s = round(time.perf_counter() - self._t0, 2)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("_t0")
+        return d
+
+    def table(self) -> pd.DataFrame:
+        """A two-column table for display under a notebook's results."""
+        rows = []
+        for key, value in self.to_dict().items():
+            if isinstance(value, dict):
+                rows += [(f"{key}.{k}", v) for k, v in value.items()]
+            else:
+                rows.append((key, value))
+        return pd.DataFrame(rows, columns=["field", "value"]).astype({"value": str})
+
+
+def provenance(
+    notebook: str, profile: str, parameters: dict[str, Any], seed: int | None = None
+) -> Provenance:
+    """Start a provenance record for ``notebook`` run under ``profile`` with ``parameters``."""
+    return Provenance(notebook=notebook, profile=profile, parameters=dict(parameters), seed=seed)
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
+    """Write ``obj`` as JSON to ``path`` via a temporary file and a rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, default=str)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_csv_atomic(path: str | os.PathLike, frame: pd.DataFrame) -> Path:
+    """Write a DataFrame as CSV via a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        frame.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
