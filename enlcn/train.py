@@ -1,0 +1,363 @@
+"""Training: L1 + λ·contrastive (paper Eqs. 11–12), Adam, step-halved learning rate, resumable.
+
+The loop is written so that a run interrupted at any step and resumed with ``resume=True`` ends with
+exactly the weights of an uninterrupted run: every batch is a pure function of ``(seed, step)``
+(:class:`PatchBatches`), and the checkpoint holds the model (with ENLCA's projections and redraw
+counters), the optimizer, the scheduler, the step and the global torch RNG state (which the projection
+redraws and NLSA's hashing draw from).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from .models import build_model, contrastive_loss, set_contrastive
+from .variants import DEVIATIONS
+
+
+def training_variant(variant: str) -> dict[str, Any]:
+    """Training settings that differ between paper and official code (from :mod:`enlcn.variants`)."""
+    if variant not in ("paper", "official"):
+        raise ValueError(f"training variant must be 'paper' or 'official', got {variant!r}")
+    keys = {"train.warmup_epochs": "warmup_epochs", "train.beta2": "beta2"}
+    return {
+        keys[d.option]: (d.paper_value if variant == "paper" else d.official_value)
+        for d in DEVIATIONS
+        if d.option in keys
+    }
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on; saved as ``config.json`` beside its outputs."""
+
+    model: str = "enlcn"
+    scale: int = 4
+    preset: str = "quick"
+    attention: dict[str, Any] = field(default_factory=dict)  # options passed to the attention modules
+    variant: str = "official"  # paper | official: warm-up and Adam β2 (see enlcn.variants)
+    lr_patch: int = 48  # LR patch side (official 48; paper 28 for ×4, 46 for ×2)
+    batch_size: int = 16
+    iters_per_epoch: int = 1000
+    epochs: int = 1000
+    lr: float = 1e-4
+    milestones: tuple[int, ...] = (200, 400, 600, 800)  # epochs at which lr is multiplied by gamma
+    gamma: float = 0.5
+    beta1: float = 0.9
+    beta2: float | None = None  # None: the variant's value
+    warmup_epochs: int | None = None  # None: the variant's value
+    lambda_cl: float = 1e-3
+    seed: int = 0
+    checkpoint_every: int = 200  # steps
+    val_every: int = 1  # epochs
+    workers: int = 0
+    bf16: bool = False  # CUDA only: autocast to bfloat16
+    compile: bool = False  # torch.compile the model
+
+    def __post_init__(self) -> None:
+        defaults = training_variant(self.variant)
+        if self.beta2 is None:
+            self.beta2 = defaults["beta2"]
+        if self.warmup_epochs is None:
+            self.warmup_epochs = defaults["warmup_epochs"]
+        self.milestones = tuple(self.milestones)
+        for name in ("scale", "lr_patch", "batch_size", "iters_per_epoch", "epochs", "checkpoint_every"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"TrainConfig.{name} must be ≥ 1, got {getattr(self, name)!r}")
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.iters_per_epoch
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build from a dict, naming any unknown key."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise KeyError(
+                f"unknown training option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        return cls(**values)
+
+
+# -- data ------------------------------------------------------------------------------------------
+class PatchBatches(Dataset):
+    """Training batch number ``step`` → ``(lr, hr)`` float tensors in [0, 1] (``rgb_range`` 1).
+
+    Each batch is a pure function of ``(seed, step)``: ``batch_size`` random images, a random LR crop
+    of ``patch`` pixels with the aligned HR crop of ``scale·patch``, and one of the 8 dihedral
+    transforms (h-flip, v-flip, transpose, as the official ``data/common.py``). Index it with a step
+    range (DataLoader with ``batch_size=None``), so workers and resuming cannot change what is drawn.
+    """
+
+    def __init__(
+        self,
+        pairs: Sequence[tuple[np.ndarray, np.ndarray]],
+        scale: int,
+        patch: int,
+        batch_size: int,
+        seed: int,
+        total_steps: int,
+    ) -> None:
+        if not pairs:
+            raise ValueError("PatchBatches needs at least one (lr, hr) image pair")
+        for i, (lr, hr) in enumerate(pairs):
+            if lr.shape[0] < patch or lr.shape[1] < patch:
+                raise ValueError(
+                    f"training image {i}: LR size {lr.shape[:2]} is smaller than the patch {patch}"
+                )
+            if hr.shape[0] != lr.shape[0] * scale or hr.shape[1] != lr.shape[1] * scale:
+                raise ValueError(
+                    f"training image {i}: HR {hr.shape[:2]} is not ×{scale} of LR {lr.shape[:2]}"
+                )
+        self.pairs, self.scale, self.patch = list(pairs), scale, patch
+        self.batch_size, self.seed, self.total_steps = batch_size, seed, total_steps
+
+    def __len__(self) -> int:
+        return self.total_steps
+
+    def __getitem__(self, step: int) -> tuple[Tensor, Tensor]:
+        rng = np.random.default_rng([self.seed, step])
+        lrs, hrs = [], []
+        for _ in range(self.batch_size):
+            lr, hr = self.pairs[rng.integers(len(self.pairs))]
+            y, x = rng.integers(lr.shape[0] - self.patch + 1), rng.integers(lr.shape[1] - self.patch + 1)
+            s, p = self.scale, self.patch
+            lr_c, hr_c = lr[y : y + p, x : x + p], hr[y * s : (y + p) * s, x * s : (x + p) * s]
+            hflip, vflip, transpose = rng.integers(2, size=3)
+            lrs.append(dihedral(lr_c, hflip, vflip, transpose))
+            hrs.append(dihedral(hr_c, hflip, vflip, transpose))
+        return to_tensor(np.stack(lrs)), to_tensor(np.stack(hrs))
+
+
+def dihedral(img: np.ndarray, hflip: int, vflip: int, transpose: int) -> np.ndarray:
+    """One of the 8 dihedral transforms of an ``H×W×C`` image."""
+    if hflip:
+        img = img[:, ::-1]
+    if vflip:
+        img = img[::-1]
+    if transpose:
+        img = img.transpose(1, 0, 2)
+    return img
+
+
+def to_tensor(batch: np.ndarray) -> Tensor:
+    """``B×H×W×3`` uint8 → ``B×3×H×W`` float32 in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).float().div_(255)
+
+
+# -- checkpoints -----------------------------------------------------------------------------------
+def save_atomic(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# -- the loop --------------------------------------------------------------------------------------
+class Trainer:
+    """Trains ``config.model`` on ``train_pairs`` and validates on ``val_pairs`` (``(name, lr, hr)`` uint8)."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        train_pairs: Sequence[tuple[np.ndarray, np.ndarray]],
+        val_pairs: Sequence[tuple[str, np.ndarray, np.ndarray]],
+        out_dir: str | Path,
+        device: str | None = None,
+    ) -> None:
+        self.config, self.out_dir = config, Path(out_dir)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        torch.manual_seed(config.seed)
+        self.model = build_model(config.model, config.scale, config.preset, attention=config.attention)
+        self.model.to(self.device)
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=config.lr, betas=(config.beta1, config.beta2), eps=1e-8
+        )
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
+            self.optimizer, list(config.milestones), config.gamma
+        )
+        self.batches = PatchBatches(
+            train_pairs, config.scale, config.lr_patch, config.batch_size, config.seed, config.total_steps
+        )
+        self.val_pairs = list(val_pairs)
+        self.step, self.best_psnr = 0, -math.inf
+        self.forward = torch.compile(self.model) if config.compile else self.model
+
+    # state ----------------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "step": self.step,
+            "best_psnr": self.best_psnr,
+            "torch_rng": torch.get_rng_state(),
+            "config": asdict(self.config),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        saved = TrainConfig.from_dict(state["config"])
+        if asdict(saved) | {"epochs": 0} != asdict(self.config) | {"epochs": 0}:
+            diff = sorted(
+                k for k, v in asdict(saved).items() if asdict(self.config)[k] != v and k != "epochs"
+            )
+            raise ValueError(
+                f"cannot resume: the checkpoint was trained with other settings ({', '.join(diff)})"
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step, self.best_psnr = state["step"], state["best_psnr"]
+        torch.set_rng_state(state["torch_rng"])
+
+    def checkpoint(self, name: str = "latest") -> Path:
+        path = self.out_dir / "checkpoints" / f"{name}.pt"
+        save_atomic(self.state(), path)
+        return path
+
+    # loop -------------------------------------------------------------------------------------------
+    def fit(
+        self, resume: bool = False, stop_after: int | None = None, progress: bool = True
+    ) -> dict[str, Any]:
+        """Train to ``config.epochs`` (or for ``stop_after`` more steps); returns a summary."""
+        from tqdm.auto import tqdm
+
+        cfg = self.config
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        latest = self.out_dir / "checkpoints" / "latest.pt"
+        if resume and latest.exists():
+            self.load_state(torch.load(latest, map_location=self.device, weights_only=False))
+            truncate_log(self.out_dir / "train_log.csv", self.step)  # rows written after that checkpoint
+        elif not resume and latest.exists():
+            raise FileExistsError(
+                f"{self.out_dir} already holds a run; pass resume=True or use another folder"
+            )
+        (self.out_dir / "config.json").write_text(json.dumps(asdict(self.config), indent=2))
+        end = cfg.total_steps if stop_after is None else min(cfg.total_steps, self.step + stop_after)
+        # the loader gets its own generator: iterating a DataLoader draws a seed from the generator it is
+        # given, and drawing it from the global RNG would shift the projection redraws after a resume
+        loader = DataLoader(
+            self.batches,
+            batch_size=None,
+            sampler=range(self.step, end),
+            num_workers=cfg.workers,
+            pin_memory=self.device.type == "cuda",
+            generator=torch.Generator().manual_seed(cfg.seed),
+        )
+        log = StepLog(self.out_dir / "train_log.csv")
+        bar = tqdm(total=end - self.step, desc=f"train {cfg.model} ×{cfg.scale}", disable=not progress)
+        t0 = time.perf_counter()
+        self.model.train()
+        for lr, hr in loader:
+            epoch = self.step // cfg.iters_per_epoch
+            if self.step % cfg.iters_per_epoch == 0:
+                self.model.on_epoch_start()
+            set_contrastive(self.model, epoch >= cfg.warmup_epochs)
+            l1, cl = self.train_step(lr.to(self.device), hr.to(self.device))
+            self.step += 1
+            log.write(
+                step=self.step, epoch=epoch, l1=l1, contrastive=cl, lr=self.optimizer.param_groups[0]["lr"]
+            )
+            bar.set_postfix(l1=f"{l1:.4f}", cl="-" if cl is None else f"{cl:.3f}")
+            bar.update()
+            if self.step % cfg.iters_per_epoch == 0:
+                self.scheduler.step()
+                if (self.step // cfg.iters_per_epoch) % cfg.val_every == 0:
+                    self.validate(epoch)
+            if self.step % cfg.checkpoint_every == 0 or self.step == end:
+                self.checkpoint()
+        bar.close()
+        log.close()
+        return {"step": self.step, "best_psnr": self.best_psnr, "seconds": time.perf_counter() - t0}
+
+    def train_step(self, lr: Tensor, hr: Tensor) -> tuple[float, float | None]:
+        """One optimisation step of Eq. 12; returns (L1, contrastive loss or None)."""
+        autocast = torch.autocast("cuda", torch.bfloat16, enabled=self.config.bf16 and lr.is_cuda)
+        with autocast:
+            sr = self.forward(lr)
+            l1 = F.l1_loss(sr.float(), hr)
+            cl = contrastive_loss(self.model)
+            loss = l1 if cl is None else l1 + self.config.lambda_cl * cl
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss.item()} at step {self.step} (L1 {l1.item()})")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return l1.item(), None if cl is None else cl.item()
+
+    @torch.no_grad()
+    def validate(self, epoch: int) -> float:
+        """Mean Y-PSNR on the validation pairs; keeps the best checkpoint."""
+        if not self.val_pairs:
+            return float("nan")
+        from .metrics import psnr_y, quantize
+
+        self.model.eval()
+        scores = []
+        for _, lr, hr in self.val_pairs:
+            sr = self.model(to_tensor(lr[None]).to(self.device))[0]
+            scores.append(psnr_y(quantize(sr.cpu()), hr, self.config.scale))
+        self.model.train()
+        psnr = float(np.mean(scores))
+        with open(self.out_dir / "val_log.csv", "a", newline="") as f:
+            csv.writer(f).writerow([self.step, epoch, f"{psnr:.4f}"])
+        if psnr > self.best_psnr:
+            self.best_psnr = psnr
+            self.checkpoint("best")
+        return psnr
+
+
+def truncate_log(path: Path, step: int) -> None:
+    """Drop the rows of a step log after ``step`` (atomically)."""
+    if not path.exists():
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    kept = rows[:1] + [r for r in rows[1:] if int(r[0]) <= step]
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as f:
+        csv.writer(f).writerows(kept)
+    os.replace(tmp, path)
+
+
+class StepLog:
+    """Appends one CSV row per step (flushed each row, so a crash loses nothing written)."""
+
+    COLUMNS = ("step", "epoch", "l1", "contrastive", "lr")
+
+    def __init__(self, path: Path) -> None:
+        new = not path.exists()
+        self.file = open(path, "a", newline="")  # noqa: SIM115
+        self.writer = csv.DictWriter(self.file, self.COLUMNS)
+        if new:
+            self.writer.writeheader()
+
+    def write(self, **row: Any) -> None:
+        self.writer.writerow(row)
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()

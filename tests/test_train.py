@@ -1,0 +1,108 @@
+"""Training: the loss falls, resuming reproduces an uninterrupted run exactly, bad input is named."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from enlcn.train import PatchBatches, TrainConfig, Trainer, dihedral, training_variant
+
+
+def pairs(n=3, size=24, scale=2, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        hr = rng.integers(0, 256, (size * scale, size * scale, 3), dtype=np.uint8)
+        lr = hr.reshape(size, scale, size, scale, 3).mean((1, 3)).round().astype(np.uint8)
+        out.append((lr, hr))
+    return out
+
+
+def config(**kw):
+    base = dict(
+        model="enlcn",
+        scale=2,
+        preset="quick",
+        lr_patch=10,
+        batch_size=2,
+        iters_per_epoch=3,
+        epochs=3,
+        warmup_epochs=1,
+        milestones=(2,),
+        checkpoint_every=2,
+        lr=1e-3,
+        attention={"redraw_interval": 2},
+    )
+    return TrainConfig(**{**base, **kw})
+
+
+def test_variant_settings_come_from_the_deviation_list():
+    assert training_variant("paper") == {"warmup_epochs": 150, "beta2": 0.99}
+    assert training_variant("official") == {"warmup_epochs": 101, "beta2": 0.999}
+    assert TrainConfig(variant="paper").beta2 == 0.99
+    with pytest.raises(KeyError, match="patchsize"):
+        TrainConfig.from_dict({"patchsize": 3})
+
+
+def test_batches_are_a_pure_function_of_seed_and_step():
+    b = PatchBatches(pairs(), 2, 8, 4, seed=1, total_steps=10)
+    lr, hr = b[3]
+    assert lr.shape == (4, 3, 8, 8) and hr.shape == (4, 3, 16, 16)
+    assert torch.equal(b[3][0], lr) and not torch.equal(b[4][0], lr)
+    # crops are aligned: the HR crop's 2×2 means are the LR crop (as the LR was made)
+    pooled = torch.nn.functional.avg_pool2d(hr * 255, 2)
+    assert (pooled - lr * 255).abs().max() <= 0.5 + 1e-4
+
+
+def test_dihedral_covers_eight_distinct_transforms():
+    img = np.arange(12).reshape(2, 2, 3)
+    seen = {dihedral(img, h, v, t).tobytes() for h in (0, 1) for v in (0, 1) for t in (0, 1)}
+    assert len(seen) == 8
+
+
+def test_small_images_and_bad_pairs_are_named():
+    with pytest.raises(ValueError, match="smaller than the patch"):
+        PatchBatches(pairs(size=6), 2, 8, 1, 0, 1)
+    lr, hr = pairs(1)[0]
+    with pytest.raises(ValueError, match="not ×2"):
+        PatchBatches([(lr, hr[:-2])], 2, 8, 1, 0, 1)
+
+
+def test_resume_ends_with_the_weights_of_an_uninterrupted_run(tmp_path):
+    data = pairs()
+    full = Trainer(config(), data, [], tmp_path / "full")
+    full.fit(progress=False)
+    part = Trainer(config(), data, [], tmp_path / "part")
+    part.fit(stop_after=4, progress=False)  # checkpoint at step 4 (mid-epoch, after a redraw)
+    resumed = Trainer(config(), data, [], tmp_path / "part")
+    summary = resumed.fit(resume=True, progress=False)
+    assert summary["step"] == 9
+    a, b = full.model.state_dict(), resumed.model.state_dict()
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    log = (tmp_path / "part" / "train_log.csv").read_text().splitlines()
+    assert [int(r.split(",")[0]) for r in log[1:]] == list(range(1, 10))
+    # warm-up: no contrastive loss in epoch 0, then it is on
+    rows = [r.split(",") for r in log[1:]]
+    assert all(r[3] == "" for r in rows[:3]) and all(r[3] != "" for r in rows[3:])
+
+
+def test_refuses_to_overwrite_or_resume_with_other_settings(tmp_path):
+    data = pairs()
+    Trainer(config(epochs=1), data, [], tmp_path).fit(progress=False)
+    with pytest.raises(FileExistsError):
+        Trainer(config(epochs=1), data, [], tmp_path).fit(progress=False)
+    with pytest.raises(ValueError, match="lr"):
+        Trainer(config(epochs=2, lr=5e-4), data, [], tmp_path).fit(resume=True, progress=False)
+
+
+def test_loss_falls_on_the_quick_profile(tmp_path):
+    rng = np.random.default_rng(0)
+    hr = np.kron(rng.integers(0, 256, (12, 12, 3)), np.ones((4, 4, 1))).astype(np.uint8)  # blocky, learnable
+    lr = hr.reshape(24, 2, 24, 2, 3).mean((1, 3)).round().astype(np.uint8)
+    cfg = config(model="edsr", attention={}, epochs=1, iters_per_epoch=60, checkpoint_every=60, batch_size=4)
+    Trainer(cfg, [(lr, hr)], [], tmp_path).fit(progress=False)
+    l1 = np.loadtxt(tmp_path / "train_log.csv", delimiter=",", skiprows=1, usecols=2)
+    assert l1[-10:].mean() < 0.7 * l1[:10].mean()
