@@ -178,7 +178,7 @@ def save_atomic(obj: Any, path: Path) -> None:
 
 # -- the loop --------------------------------------------------------------------------------------
 class Trainer:
-    """Trains ``config.model`` on ``train_pairs`` and validates on ``val_pairs`` (``(name, lr, hr)`` uint8)."""
+    """Trains ``config.model`` on ``train_pairs``; validates on ``val_pairs`` (``(name, lr, hr)`` uint8)."""
 
     def __init__(
         self,
