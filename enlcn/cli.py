@@ -1,15 +1,116 @@
-"""The ``enlcn`` command (also ``python -m enlcn``)."""
+"""The ``enlcn`` command (also ``python -m enlcn``).
+
+enlcn train --profile quick [--config run.yaml] [--set key=value ...] [--data skimage|DIR] --out DIR
+enlcn eval --checkpoint C [--official] --data DIR|skimage [--mode whole|chop|tile] [--ensemble]
+enlcn upscale IN OUT --checkpoint C [--official --scale S]
+enlcn flops | deviations | bench [...]
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import Any
+
+
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    """``["a=1", "b=[2, 3]"]`` → ``{"a": 1, "b": [2, 3]}`` (values parsed as YAML)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set expects key=value, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def load_config_file(path: str | None) -> dict[str, Any]:
+    """A YAML mapping of TrainConfig fields (empty when no file is given)."""
+    if path is None:
+        return {}
+    import yaml
+
+    data = yaml.safe_load(Path(path).read_text())
+    if not isinstance(data, dict):
+        raise SystemExit(f"{path}: expected a YAML mapping of training options, got {type(data).__name__}")
+    return data
+
+
+def image_pairs(source: str, scale: int, split: str) -> list[tuple[str, Any, Any]]:
+    """``(name, lr, hr)`` uint8 pairs from ``skimage`` (offline photographs) or a folder of HR images."""
+    from .data import bicubic_downscale
+
+    if source == "skimage":
+        from .data.synthetic import skimage_images
+
+        images = skimage_images(split)
+    else:
+        from .data.datasets import PairedImages
+
+        return [(name, lr, hr) for name, lr, hr in PairedImages(source, scale)]
+    out = []
+    for name, hr in images:
+        hr = hr[: hr.shape[0] - hr.shape[0] % scale, : hr.shape[1] - hr.shape[1] % scale]
+        out.append((name, bicubic_downscale(hr, scale), hr))
+    return out
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .train import Trainer, train_config
+
+    config = train_config(args.profile, **{**load_config_file(args.config), **parse_sets(args.set or [])})
+    train = [(lr, hr) for _, lr, hr in image_pairs(args.data, config.scale, "train")]
+    val = image_pairs(args.val or args.data, config.scale, "test")
+    summary = Trainer(config, train, val, args.out).fit(resume=args.resume)
+    print(
+        f"done: step {summary['step']}, best validation Y-PSNR {summary['best_psnr']:.2f} dB, "
+        f"{summary['seconds']:.0f} s; outputs in {args.out}"
+    )
+    return 0
+
+
+def _model(args: argparse.Namespace):
+    if args.official:
+        from .models import load_official_checkpoint
+
+        if args.scale is None:
+            raise SystemExit("--official needs --scale (the official checkpoints do not store it)")
+        return load_official_checkpoint(args.checkpoint, args.scale), args.scale
+    from .train import load_trained
+
+    model, config = load_trained(args.checkpoint)
+    return model, config.scale
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate
+
+    model, scale = _model(args)
+    table = evaluate(
+        model, image_pairs(args.data, scale, "test"), scale, args.mode, args.ensemble, args.save_dir
+    )
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    return 0
+
+
+def _upscale(args: argparse.Namespace) -> int:
+    from .data.images import load_rgb, save_rgb
+    from .evaluate import upscale
+    from .metrics import quantize
+
+    model, scale = _model(args)
+    save_rgb(args.output, quantize(upscale(model, load_rgb(args.input), scale, args.mode, args.ensemble)))
+    print(f"wrote {args.output} (×{scale})")
+    return 0
 
 
 def _flops(_: argparse.Namespace) -> int:
     from .flops import table4
 
-    print(table4().to_string(index=False))
+    print(table4().drop(columns="note").to_string(index=False))
     return 0
 
 
@@ -20,19 +121,59 @@ def _deviations(_: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import main as bench_main
+
+    return bench_main(args.bench_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="enlcn", description=__doc__)
+    parser = argparse.ArgumentParser(prog="enlcn", description="ENLCA / ENLCN reproducibility study")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("flops", help="Table 4: GFLOPs of the attention operators at 100×100, 64 channels"
-                   ).set_defaults(func=_flops)
-    sub.add_parser("deviations", help="paper vs official code: every known difference"
-                   ).set_defaults(func=_deviations)
+
+    p = sub.add_parser("train", help="train a model (profiles quick | cpu | paper)")
+    p.add_argument("--profile", default="quick")
+    p.add_argument("--config", help="YAML file of training options (TrainConfig fields)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one option (repeatable)")
+    p.add_argument("--data", default="skimage", help="'skimage' (offline default) or a folder of HR images")
+    p.add_argument("--val", help="validation data (default: the test split of --data)")
+    p.add_argument("--out", required=True, help="run folder: config, logs, checkpoints")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.set_defaults(func=_train)
+
+    for name, func, helptext in (
+        ("eval", _eval, "Y-PSNR/SSIM of a checkpoint on a dataset"),
+        ("upscale", _upscale, "super-resolve one image"),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        if name == "upscale":
+            p.add_argument("input")
+            p.add_argument("output")
+        else:
+            p.add_argument("--data", default="skimage")
+            p.add_argument("--save-dir", help="write the SR images here")
+        p.add_argument("--checkpoint", required=True)
+        p.add_argument("--official", action="store_true", help="an official ENLCAx2.pt / ENLCAx4.pt")
+        p.add_argument("--scale", type=int, help="with --official")
+        p.add_argument("--mode", default="whole", choices=["whole", "chop", "tile"])
+        p.add_argument("--ensemble", action="store_true", help="×8 self-ensemble")
+        p.set_defaults(func=func)
+
+    sub.add_parser("flops", help="Table 4: GFLOPs at 100×100, 64 channels").set_defaults(func=_flops)
+    sub.add_parser("deviations", help="paper vs official code").set_defaults(func=_deviations)
+    p = sub.add_parser("bench", help="time and memory of the attention operators (see enlcn.bench)")
+    p.add_argument("bench_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_bench)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ValueError, KeyError, FileNotFoundError, FileExistsError) as err:
+        print(f"enlcn {args.command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

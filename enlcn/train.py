@@ -96,6 +96,13 @@ class TrainConfig:
         return cls(**values)
 
 
+def train_config(profile: str, **overrides: Any) -> TrainConfig:
+    """The training settings of ``profile`` (:mod:`enlcn.profiles`), then ``overrides`` (names checked)."""
+    from .profiles import get_profile
+
+    return TrainConfig.from_dict({**dict(get_profile(profile).train), **overrides})
+
+
 # -- data ------------------------------------------------------------------------------------------
 class PatchBatches(Dataset):
     """Training batch number ``step`` → ``(lr, hr)`` float tensors in [0, 1] (``rgb_range`` 1).
@@ -361,3 +368,20 @@ class StepLog:
 
     def close(self) -> None:
         self.file.close()
+
+
+def load_trained(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, TrainConfig]:
+    """A model saved by :class:`Trainer` (``checkpoints/{latest,best}.pt``) and its training config."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    state = torch.load(path, map_location=device, weights_only=False)
+    if not isinstance(state, dict) or "config" not in state or "model" not in state:
+        raise ValueError(
+            f"{path} is not a checkpoint written by enlcn's trainer (for the official "
+            "ENLCAx2.pt / ENLCAx4.pt use --official / load_official_checkpoint)"
+        )
+    config = TrainConfig.from_dict(state["config"])
+    model = build_model(config.model, config.scale, config.preset, attention=config.attention)
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), config

@@ -106,3 +106,13 @@ def test_loss_falls_on_the_quick_profile(tmp_path):
     Trainer(cfg, [(lr, hr)], [], tmp_path).fit(progress=False)
     l1 = np.loadtxt(tmp_path / "train_log.csv", delimiter=",", skiprows=1, usecols=2)
     assert l1[-10:].mean() < 0.7 * l1[:10].mean()
+
+
+def test_profiles_give_typed_training_settings():
+    from enlcn.train import train_config
+
+    quick, paper = train_config("quick"), train_config("paper", variant="paper")
+    assert (quick.preset, quick.total_steps) == ("quick", 30)
+    assert (paper.total_steps, paper.beta2, paper.warmup_epochs) == (1_000_000, 0.99, 150)
+    with pytest.raises(ValueError, match="unknown profile"):
+        train_config("laptop")

@@ -1,0 +1,62 @@
+"""The `enlcn` command: parsing, overrides and errors (training itself is tested in test_train)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from enlcn.cli import main, parse_sets
+
+
+def test_parse_sets_reads_yaml_values():
+    assert parse_sets(["epochs=3", "milestones=[1, 2]", "variant=paper"]) == {
+        "epochs": 3,
+        "milestones": [1, 2],
+        "variant": "paper",
+    }
+    with pytest.raises(SystemExit):
+        parse_sets(["epochs"])
+
+
+def test_flops_prints_table4(capsys):
+    assert main(["flops"]) == 0
+    out = capsys.readouterr().out
+    assert "ENLCA-m128" in out and "25.6" in out
+
+
+def test_unknown_training_option_is_named(tmp_path, capsys):
+    code = main(["train", "--profile", "quick", "--set", "epochz=2", "--out", str(tmp_path)])
+    assert code == 2 and "epochz" in capsys.readouterr().err
+
+
+def test_unknown_profile_is_named(tmp_path, capsys):
+    assert main(["train", "--profile", "laptop", "--out", str(tmp_path)]) == 2
+    assert "laptop" in capsys.readouterr().err
+
+
+def test_trained_checkpoint_round_trip(tmp_path):
+    import numpy as np
+    import torch
+
+    from enlcn.train import Trainer, load_trained, train_config
+
+    rng = np.random.default_rng(0)
+    hr = rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    lr = hr.reshape(24, 2, 24, 2, 3).mean((1, 3)).round().astype(np.uint8)
+    cfg = train_config("quick", epochs=1, iters_per_epoch=2, checkpoint_every=2, batch_size=1, lr_patch=16)
+    trainer = Trainer(cfg, [(lr, hr)], [], tmp_path)
+    trainer.fit(progress=False)
+    model, config = load_trained(tmp_path / "checkpoints" / "latest.pt")
+    assert config == cfg
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(model(x), trainer.model.eval()(x))
+    with pytest.raises(FileNotFoundError):
+        load_trained(tmp_path / "nope.pt")
+
+
+def test_python_dash_m_works():
+    out = subprocess.run([sys.executable, "-m", "enlcn", "deviations"], capture_output=True, text=True)
+    assert out.returncode == 0 and "Random projection F" in out.stdout
