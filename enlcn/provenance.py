@@ -22,23 +22,17 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True, timeout=10
+    ).stdout.strip()
+
+
 def git_commit(repo: Path = REPO) -> str:
     """The current commit (with ``-dirty`` when the tree has uncommitted changes), or ``unknown``."""
     try:
-        sha = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "--short=12", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
+        sha = _git(repo, "rev-parse", "--short=12", "HEAD")
+        dirty = _git(repo, "status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return sha + ("-dirty" if dirty else "")

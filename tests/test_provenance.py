@@ -1,0 +1,39 @@
+"""Provenance records and atomic writes."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from enlcn.provenance import git_commit, provenance, write_csv_atomic, write_json_atomic
+
+
+def test_record_has_everything_a_reader_needs():
+    prov = provenance("nb", "quick", {"m": 16}, seed=3).finish()
+    d = prov.to_dict()
+    assert {
+        "notebook",
+        "profile",
+        "parameters",
+        "seed",
+        "commit",
+        "versions",
+        "hardware",
+        "wall_time_s",
+    } <= set(d)
+    assert d["parameters"] == {"m": 16} and d["seed"] == 3 and d["wall_time_s"] >= 0
+    assert d["versions"]["torch"] and d["hardware"]["cores"] >= 1
+    assert "versions.torch" in set(prov.table().field)
+    assert git_commit() != ""
+
+
+def test_atomic_writes_leave_no_partial_file(tmp_path):
+    path = write_json_atomic(tmp_path / "a" / "x.json", {"v": 1})
+    assert json.loads(path.read_text()) == {"v": 1}
+    with pytest.raises(TypeError):
+        write_json_atomic(tmp_path / "a" / "y.json", {1j: 2})  # fails mid-dump: keys must be str
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["x.json"]
+    csv = write_csv_atomic(tmp_path / "t.csv", pd.DataFrame({"a": [1, 2]}))
+    assert csv.read_text().splitlines() == ["a", "1", "2"]
