@@ -1,0 +1,65 @@
+"""Reading and writing images as uint8 RGB arrays, with clear errors and atomic writes."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
+
+
+class ImageError(ValueError):
+    """An image file that cannot be used; the message names the file and the reason."""
+
+
+def load_rgb(path: str | os.PathLike) -> np.ndarray:
+    """``H×W×3`` uint8 RGB: grey → 3 channels, alpha dropped, palette → RGB, 16-bit → round(v·255/65535)."""
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = np.asarray(im, dtype=np.float64)
+                return np.repeat(
+                    np.round(np.clip(arr, 0, 65535) * 255 / 65535).astype(np.uint8)[..., None], 3, 2
+                )
+            arr = np.asarray(im.convert("RGB"))
+    except FileNotFoundError as err:
+        raise ImageError(f"{path}: no such file") from err
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ImageError(f"{path}: cannot read image ({err})") from err
+    if arr.ndim != 3 or arr.shape[2] != 3 or min(arr.shape[:2]) == 0:
+        raise ImageError(f"{path}: unexpected image shape {arr.shape}")
+    return arr
+
+
+def save_rgb(path: str | os.PathLike, image: np.ndarray) -> Path:
+    """Write a uint8 ``H×W×3`` image (format from the suffix, PNG by default) via a temp file + rename."""
+    path = Path(path)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"save_rgb expects a uint8 H×W×3 image, got {image.dtype} {image.shape}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix or ".png")
+    os.close(fd)
+    try:
+        Image.fromarray(image).save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def image_files(folder: str | os.PathLike) -> list[Path]:
+    """The image files of ``folder``, sorted; an error naming the folder if there are none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+    return files

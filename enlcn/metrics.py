@@ -1,0 +1,84 @@
+"""PSNR and SSIM on the Y channel, exactly as the SR literature's tables (EDSR, RCAN, NLSN, ENLCA).
+
+Protocol (``../shared``'s sr-conventions §1): SR quantized to uint8 first; grey images copied to three
+channels; ``Y = 16 + (65.481 R + 128.553 G + 24.966 B)/255`` as a float (MATLAB
+``rgb2ycbcr(im2double(x))·255``, not rounded); ``scale`` pixels cropped from every border; PSNR in
+float64 per image; SSIM as Wang et al.'s ``ssim_index.m`` (11×11 Gaussian window, σ = 1.5, K1 = 0.01,
+K2 = 0.03, L = 255, 'valid' windows), computed by scikit-image with the arguments that match it; a
+dataset's score is the mean of its per-image scores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+import torch
+from skimage.metrics import structural_similarity
+
+
+def quantize(x: torch.Tensor | np.ndarray) -> np.ndarray:
+    """A float image in [0, 1] (``3×H×W`` tensor or ``H×W×3`` array) → ``H×W×3`` uint8 (EDSR ``quantize``)."""
+    if isinstance(x, torch.Tensor):  # as EDSR: float32 mul(255).clamp(0, 255).round()
+        x = x.detach().float().cpu().mul(255).clamp(0, 255).round().to(torch.uint8)
+        return (x.permute(1, 2, 0) if x.dim() == 3 and x.shape[0] in (1, 3) else x).numpy()
+    return np.round(np.clip(np.asarray(x, dtype=np.float64) * 255.0, 0, 255)).astype(np.uint8)
+
+
+def as_rgb(img: np.ndarray, what: str) -> np.ndarray:
+    """A uint8 ``H×W``, ``H×W×1`` or ``H×W×3`` image as ``H×W×3`` (grey copied to three channels)."""
+    if not isinstance(img, np.ndarray) or img.dtype != np.uint8:
+        kind = img.dtype if isinstance(img, np.ndarray) else type(img).__name__
+        raise TypeError(f"{what} must be a uint8 image (quantize float outputs first), got {kind}")
+    if img.ndim == 2:
+        img = img[..., None]
+    if img.ndim != 3 or img.shape[2] not in (1, 3):
+        raise ValueError(f"{what} must be H×W, H×W×1 or H×W×3, got shape {img.shape}")
+    return np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img
+
+
+def rgb_to_y(img: np.ndarray) -> np.ndarray:
+    """BT.601 luma of a uint8 RGB image, float64 in [16, 235], not rounded (MATLAB ``rgb2ycbcr``)."""
+    rgb = as_rgb(img, "image").astype(np.float64)
+    return 16.0 + (65.481 * rgb[..., 0] + 128.553 * rgb[..., 1] + 24.966 * rgb[..., 2]) / 255.0
+
+
+def _cropped_y(sr: np.ndarray, hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    sr, hr = as_rgb(sr, "sr"), as_rgb(hr, "hr")
+    if sr.shape != hr.shape:
+        raise ValueError(f"sr and hr differ in shape: {sr.shape} vs {hr.shape}")
+    if scale < 0 or 2 * scale >= min(hr.shape[:2]):
+        raise ValueError(f"cannot crop {scale} px from each border of a {hr.shape[0]}×{hr.shape[1]} image")
+    c = slice(scale, -scale) if scale else slice(None)
+    return rgb_to_y(sr)[c, c], rgb_to_y(hr)[c, c]
+
+
+def psnr_y(sr: np.ndarray, hr: np.ndarray, scale: int) -> float:
+    """``10·log10(255² / MSE)`` on Y with a ``scale``-pixel border cropped; ``inf`` for identical images."""
+    y_sr, y_hr = _cropped_y(sr, hr, scale)
+    mse = np.mean((y_hr - y_sr) ** 2)
+    return float("inf") if mse == 0 else float(10.0 * np.log10(255.0**2 / mse))
+
+
+def ssim_y(sr: np.ndarray, hr: np.ndarray, scale: int) -> float:
+    """SSIM on Y with a ``scale``-pixel border cropped, equal to the MATLAB ``ssim_index.m`` of the tables."""
+    y_sr, y_hr = _cropped_y(sr, hr, scale)
+    return float(
+        structural_similarity(
+            y_hr, y_sr, data_range=255.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+        )
+    )
+
+
+def dataset_scores(results: Iterable[tuple[str, np.ndarray, np.ndarray]], scale: int) -> pd.DataFrame:
+    """Per-image ``psnr``/``ssim`` of ``(name, sr, hr)`` triples, plus a ``mean`` row (mean of images)."""
+    rows = [
+        {"image": name, "psnr": psnr_y(sr, hr, scale), "ssim": ssim_y(sr, hr, scale)}
+        for name, sr, hr in results
+    ]
+    if not rows:
+        raise ValueError("dataset_scores: no images")
+    table = pd.DataFrame(rows)
+    mean = {"image": "mean", "psnr": table.psnr.mean(), "ssim": table.ssim.mean()}
+    return pd.concat([table, pd.DataFrame([mean])], ignore_index=True)

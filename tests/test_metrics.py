@@ -1,0 +1,88 @@
+"""Y-PSNR / SSIM as the SR literature computes them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.signal import correlate2d
+from skimage.color import rgb2ycbcr
+
+from enlcn.metrics import dataset_scores, psnr_y, quantize, rgb_to_y, ssim_y
+
+
+def images(seed=0, shape=(40, 36, 3)):
+    rng = np.random.default_rng(seed)
+    hr = rng.integers(0, 256, shape, dtype=np.uint8)
+    noise = rng.integers(-12, 13, shape)
+    return np.clip(hr.astype(int) + noise, 0, 255).astype(np.uint8), hr
+
+
+def matlab_ssim(a, b):
+    """Wang et al. 2004 ssim_index.m, written out: 11×11 Gaussian σ=1.5, 'valid', population stats."""
+    g = np.exp(-((np.arange(11) - 5) ** 2) / (2 * 1.5**2))
+    w = np.outer(g, g) / np.outer(g, g).sum()
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    f = lambda x: correlate2d(x, w, mode="valid")  # noqa: E731
+    mu_a, mu_b = f(a), f(b)
+    va, vb, cov = f(a * a) - mu_a**2, f(b * b) - mu_b**2, f(a * b) - mu_a * mu_b
+    ssim_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (va + vb + c2))
+    return ssim_map.mean()
+
+
+def test_y_equals_matlab_rgb2ycbcr():
+    _, hr = images()
+    assert np.allclose(rgb_to_y(hr), rgb2ycbcr(hr)[..., 0], atol=1e-10)
+    assert rgb_to_y(np.array([[[255, 255, 255]]], np.uint8))[0, 0] == pytest.approx(235.0)
+
+
+def test_psnr_by_hand():
+    hr = np.zeros((6, 6, 3), np.uint8)
+    sr = hr.copy()
+    sr[2, 2] = [255, 0, 0]  # inside the 1-px crop: ΔY = 65.481, one of 16 pixels
+    assert psnr_y(sr, hr, 1) == pytest.approx(10 * np.log10(255**2 / (65.481**2 / 16)), abs=1e-10)
+    assert psnr_y(hr, hr, 1) == float("inf")
+
+
+def test_ssim_equals_wang_2004():
+    sr, hr = images(1)
+    y_sr, y_hr = rgb_to_y(sr)[4:-4, 4:-4], rgb_to_y(hr)[4:-4, 4:-4]
+    assert ssim_y(sr, hr, 4) == pytest.approx(matlab_ssim(y_hr, y_sr), abs=1e-6)
+
+
+def test_border_is_cropped():
+    sr, hr = images(2)
+    changed = sr.copy()
+    changed[:2] = 0
+    changed[:, -2:] = 255
+    assert psnr_y(changed, hr, 2) == psnr_y(sr, hr, 2) and ssim_y(changed, hr, 2) == ssim_y(sr, hr, 2)
+    changed[10, 10] = 255 - changed[10, 10]
+    assert psnr_y(changed, hr, 2) != psnr_y(sr, hr, 2)
+
+
+def test_grey_images_count_as_three_equal_channels():
+    sr, hr = images(3, (30, 30))
+    assert psnr_y(sr, hr, 2) == psnr_y(np.dstack([sr] * 3), np.dstack([hr] * 3), 2)
+
+
+def test_quantize_rounds_like_edsr():
+    x = torch.tensor([0.0, 0.2 / 255, 1.7 / 255, 1.2, -0.1]).reshape(1, 1, 5).expand(3, 1, 5)
+    out = quantize(x)
+    assert out.shape == (1, 5, 3) and out.dtype == np.uint8
+    assert out[0, :, 0].tolist() == [0, 0, 2, 255, 0]
+    assert np.array_equal(quantize(x.permute(1, 2, 0).numpy()), out)
+
+
+def test_errors_name_the_problem():
+    sr, hr = images()
+    with pytest.raises(ValueError, match="shape"):
+        psnr_y(sr[:-1], hr, 2)
+    with pytest.raises(TypeError, match="quantize"):
+        psnr_y(sr.astype(np.float32), hr, 2)
+
+
+def test_dataset_score_is_the_mean_of_images():
+    pairs = [(f"im{i}", *images(i)) for i in range(3)]
+    table = dataset_scores(pairs, 2)
+    assert list(table.image) == ["im0", "im1", "im2", "mean"]
+    assert table.psnr.iloc[-1] == pytest.approx(table.psnr.iloc[:3].mean())
