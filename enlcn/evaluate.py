@@ -17,6 +17,8 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from .data.images import to_tensor
+
 Forward = Callable[[Tensor], Tensor]
 
 
@@ -120,7 +122,7 @@ def upscale(
         raise ValueError(f"inference mode must be 'whole', 'chop' or 'tile', got {mode!r}")
     model.eval()
     device = next(model.parameters()).device
-    x = torch.from_numpy(np.ascontiguousarray(lr)).permute(2, 0, 1)[None].float().div(255).to(device)
+    x = to_tensor(lr[None]).to(device)
 
     def single(t: Tensor) -> Tensor:
         if mode == "chop":

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from .data.images import to_tensor
 from .models import build_model, contrastive_loss, set_contrastive
 from .variants import DEVIATIONS
 
@@ -162,11 +163,6 @@ def dihedral(img: np.ndarray, hflip: int, vflip: int, transpose: int) -> np.ndar
     if transpose:
         img = img.transpose(1, 0, 2)
     return img
-
-
-def to_tensor(batch: np.ndarray) -> Tensor:
-    """``B×H×W×3`` uint8 → ``B×3×H×W`` float32 in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).float().div_(255)
 
 
 # -- checkpoints -----------------------------------------------------------------------------------
@@ -320,13 +316,13 @@ class Trainer:
         """Mean Y-PSNR on the validation pairs; keeps the best checkpoint."""
         if not self.val_pairs:
             return float("nan")
+        from .evaluate import upscale
         from .metrics import psnr_y, quantize
 
-        self.model.eval()
-        scores = []
-        for _, lr, hr in self.val_pairs:
-            sr = self.model(to_tensor(lr[None]).to(self.device))[0]
-            scores.append(psnr_y(quantize(sr.cpu()), hr, self.config.scale))
+        scores = [
+            psnr_y(quantize(upscale(self.model, lr, self.config.scale)), hr, self.config.scale)
+            for _, lr, hr in self.val_pairs
+        ]
         self.model.train()
         psnr = float(np.mean(scores))
         with open(self.out_dir / "val_log.csv", "a", newline="") as f:

@@ -60,3 +60,40 @@ def test_trained_checkpoint_round_trip(tmp_path):
 def test_python_dash_m_works():
     out = subprocess.run([sys.executable, "-m", "enlcn", "deviations"], capture_output=True, text=True)
     assert out.returncode == 0 and "Random projection F" in out.stdout
+
+
+def test_train_then_eval_from_a_folder(tmp_path, capsys):
+    import numpy as np
+
+    from enlcn.data import save_rgb
+
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        save_rgb(tmp_path / "hr" / f"im{i}.png", rng.integers(0, 256, (52, 60, 3), dtype=np.uint8))
+    out = tmp_path / "run"
+    sets = [
+        "--set",
+        "epochs=1",
+        "--set",
+        "iters_per_epoch=2",
+        "--set",
+        "batch_size=1",
+        "--set",
+        "lr_patch=12",
+    ]
+    assert (
+        main(["train", "--profile", "quick", *sets, "--data", str(tmp_path / "hr"), "--out", str(out)]) == 0
+    )
+    assert (out / "checkpoints" / "best.pt").exists() and (out / "val_log.csv").exists()
+    capsys.readouterr()
+    ckpt = str(out / "checkpoints" / "best.pt")
+    assert main(["eval", "--checkpoint", ckpt, "--data", str(tmp_path / "hr"), "--mode", "chop"]) == 0
+    table = capsys.readouterr().out
+    assert "im0" in table and "mean" in table
+    assert (
+        main(["upscale", str(tmp_path / "hr" / "im0.png"), str(tmp_path / "sr.png"), "--checkpoint", ckpt])
+        == 0
+    )
+    from enlcn.data import load_rgb
+
+    assert load_rgb(tmp_path / "sr.png").shape == (104, 120, 3)

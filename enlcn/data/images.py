@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, UnidentifiedImageError
 
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -63,3 +64,8 @@ def image_files(folder: str | os.PathLike) -> list[Path]:
     if not files:
         raise FileNotFoundError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
     return files
+
+
+def to_tensor(batch: np.ndarray) -> torch.Tensor:
+    """``B×H×W×3`` uint8 → ``B×3×H×W`` float32 in [0, 1] (``rgb_range`` 1, as the official README)."""
+    return torch.from_numpy(np.array(batch, dtype=np.uint8)).permute(0, 3, 1, 2).float().div_(255)
