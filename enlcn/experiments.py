@@ -67,9 +67,14 @@ def attention_error_vs_k(
                     est = enla_weights(q, keys, proj)  # [Q, N]
                     tv.append(0.5 * (est - exact).abs().sum(-1))
                 tv_all = torch.cat(tv)
-                rows.append(dict(
-                    k=k, m=m, features="orthogonal (official)" if orthogonal else "i.i.d. (paper)",
-                    tv_distance=tv_all.mean().item(), tv_se=(tv_all.std() / math.sqrt(len(tv_all))).item(),
-                    effective_positions=eff,
-                ))
+                rows.append(
+                    dict(
+                        k=k,
+                        m=m,
+                        features="orthogonal (official)" if orthogonal else "i.i.d. (paper)",
+                        tv_distance=tv_all.mean().item(),
+                        tv_se=(tv_all.std() / math.sqrt(len(tv_all))).item(),
+                        effective_positions=eff,
+                    )
+                )
     return pd.DataFrame(rows)

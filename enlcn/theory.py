@@ -185,15 +185,30 @@ def variance_vs_k(
             q, kk = np.zeros(c), np.zeros(c)
             q[:2], kk[:2] = q2, k2
             exact = math.exp(float(q @ kk))
-            rows.append(dict(k=k, cos=cos, method="Eq. 7 (i.i.d.)", rel_std=relative_std_for_k(k, cos, m),
-                             rel_std_se=float("nan")))
+            rows.append(
+                dict(
+                    k=k,
+                    cos=cos,
+                    method="Eq. 7 (i.i.d.)",
+                    rel_std=relative_std_for_k(k, cos, m),
+                    rel_std_se=float("nan"),
+                )
+            )
             for orthogonal in (False, True):
                 est = monte_carlo_kernel(q, kk, m, draws, orthogonal, gen) / exact
                 var = est.var().item()
                 m4 = ((est - est.mean()) ** 4).mean().item()
                 se_var = math.sqrt(max(m4 - var**2, 0.0) / draws)
                 rel = math.sqrt(var)
-                rows.append(dict(k=k, cos=cos, rel_std=rel, rel_std_se=se_var / (2 * rel) if rel else 0.0,
-                                 method="Monte Carlo, orthogonal (official)" if orthogonal
-                                 else "Monte Carlo, i.i.d. (paper)"))
+                rows.append(
+                    dict(
+                        k=k,
+                        cos=cos,
+                        rel_std=rel,
+                        rel_std_se=se_var / (2 * rel) if rel else 0.0,
+                        method="Monte Carlo, orthogonal (official)"
+                        if orthogonal
+                        else "Monte Carlo, i.i.d. (paper)",
+                    )
+                )
     return pd.DataFrame(rows, columns=["k", "cos", "method", "rel_std", "rel_std_se"])

@@ -25,7 +25,7 @@ def enla(q: Tensor, k: Tensor, v: Tensor, projection: Tensor, eps: float = 0.0) 
     context = phi_k.transpose(1, 2) @ v  # [B, m, c_out] = φ(K) Vᵀ
     k_sum = phi_k.sum(dim=1)  # [B, m]       = φ(K) 1_N
     numerator = phi_q @ context  # [B, N, c_out]
-    normalizer = (phi_q @ k_sum.unsqueeze(-1))  # [B, N, 1]   = diag of D
+    normalizer = phi_q @ k_sum.unsqueeze(-1)  # [B, N, 1]   = diag of D
     return numerator / normalizer
 
 

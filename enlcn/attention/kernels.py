@@ -21,9 +21,7 @@ import torch
 from torch import Tensor
 
 
-def gaussian_projection(
-    m: int, c: int, orthogonal: bool, generator: torch.Generator | None = None
-) -> Tensor:
+def gaussian_projection(m: int, c: int, orthogonal: bool, generator: torch.Generator | None = None) -> Tensor:
     """Random projection ``F`` (``m×c``, float32, on the generator's device or the CPU) of Eq. 4.
 
     ``orthogonal=False`` — the paper's text: ``m`` i.i.d. ``N(0, I_c)`` rows.
