@@ -21,6 +21,7 @@ from ..variants import attention_variant
 from .base import Attention, feature_map, tokens
 from .contrastive import contrastive_loss
 from .enla import enla, enla_weights
+from .fast import enlca_fast, fast_supported
 from .kernels import gaussian_projection
 
 REDRAW_POLICIES = ("never", "epoch", "interval")
@@ -102,6 +103,7 @@ class ENLCA(Attention):
         self.register_buffer("projection", gaussian_projection(options.m, c, options.orthogonal))
         self.register_buffer("calls_since_redraw", torch.zeros((), dtype=torch.long))
         self.contrastive_enabled = options.contrastive  # the trainer switches it on after warm-up
+        self.use_fast_path = True  # eval + no-grad forwards take the fused path of .fast (same output)
 
     # -- Eq. 3 ----------------------------------------------------------------------------------
     def embed(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -118,6 +120,12 @@ class ENLCA(Attention):
 
     def forward(self, x: Tensor) -> Tensor:
         self.check_input(x)
+        inference = not self.training and not torch.is_grad_enabled()
+        if self.use_fast_path and inference and fast_supported(self, x):
+            # inference only (eval mode AND no autograd): the fused path of enlcn.attention.fast; training
+            # and any forward that may be differentiated keep the reference path below
+            self.aux_loss = None
+            return enlca_fast(self, x)
         if self.training:
             self._count_call()
         q, k, v = self.embed(x)

@@ -1,0 +1,538 @@
+"""Running time and peak memory of the attention operators (paper Table 4 and appendix Table 5).
+
+``python -m enlcn.bench [--sizes 50 100 150 200 300] [--repeats 10] [--warmup 2] [--threads T]
+[--device cpu|cuda] [--out results/bench/<device>.csv] [--quick]``
+
+Every (operator, input size) is measured in a FRESH subprocess, so that its peak memory is its own: on the
+CPU the peak resident set is reset (``/proc/self/clear_refs``) after the module and the input exist, and
+the peak reached during one forward pass (``VmHWM``) minus the resident set before it is reported
+(fallback: ``ru_maxrss`` delta); on CUDA ``torch.cuda.max_memory_allocated`` minus the allocation before.
+Times are the median of ``repeats`` forward passes after ``warmup`` passes, in eval mode under
+``torch.inference_mode``, with ``torch.set_num_threads`` fixed and ``torch.cuda.synchronize`` on CUDA.
+Operators whose ``N×N`` score matrix would exceed ``--nla-cap-gb`` are listed as skipped, not run. The
+allocator is set to keep freed memory (:func:`warm_allocator`), as in a long-running inference process.
+
+Printed: the table, the ratios of the efficiency claims measured in this same run, and the contrastive
+loss with a partial selection (``topk``, what :func:`~enlcn.attention.contrastive.contrastive_loss` does)
+vs a full sort of every row at ``N = 48²``. Written: the table as CSV (atomically) and a JSON with
+provenance next to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+CHANNELS = 64
+DEFAULT_SIZES = (50, 100, 150, 200, 300)
+QUICK_SIZES = (16,)
+#: operator name -> (kind, build options, path): path "fast" / "ref" selects ENLCA's inference path
+ENLCA_OPERATORS = {
+    f"{kind}-m{m}-{path}": (kind, m, path)
+    for kind in ("enla", "enlca")
+    for m in (16, 128)
+    for path in ("ref", "fast")
+}
+OPERATORS = (
+    "none",
+    "conv3x3",
+    "nla-naive",
+    "nla-sdpa",
+    "nlsa-r4",
+    "crisscross",
+    *ENLCA_OPERATORS,
+)
+#: operators whose cost is quadratic in N (skipped above the cap on the N×N score matrix)
+QUADRATIC = ("nla-naive", "nla-sdpa")
+CSV_COLUMNS = (
+    "operator",
+    "size",
+    "height",
+    "width",
+    "tokens",
+    "status",
+    "time_ms",
+    "time_ms_min",
+    "repeats",
+    "peak_mem_mb",
+    "threads",
+    "device",
+)
+#: at most this many seconds of timed passes per operator and size (slow operators get fewer repeats)
+TIME_BUDGET_S = 6.0
+CONTRASTIVE_SIDE = 48
+
+
+# -- building the operators ------------------------------------------------------------------------
+def build_operator(name: str, device: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A callable ``x -> y`` for operator ``name`` (eval mode, on ``device``)."""
+    from .attention import build_attention
+
+    if name == "conv3x3":
+        mod = torch.nn.Conv2d(CHANNELS, CHANNELS, 3, padding=1)
+    elif name == "none":
+        mod = build_attention("none", CHANNELS)
+    elif name in ("nla-naive", "nla-sdpa"):
+        mod = build_attention("nla", CHANNELS)
+    elif name == "nlsa-r4":
+        mod = build_attention("nlsa", CHANNELS, n_hashes=4)
+    elif name == "crisscross":
+        mod = build_attention("crisscross", CHANNELS)
+    elif name in ENLCA_OPERATORS:
+        kind, m, path = ENLCA_OPERATORS[name]
+        mod = build_attention(kind, CHANNELS, m=m)
+        mod.use_fast_path = path == "fast"
+    else:
+        raise ValueError(f"unknown operator {name!r}; choose from {', '.join(OPERATORS)}")
+    mod = mod.to(device).eval()
+    if name == "nla-naive":
+        return mod._reference_forward  # NLSN's matmul + softmax with the N×N matrix written out
+    return mod
+
+
+def quadratic_gb(size: int) -> float:
+    """GB of one float32 ``N×N`` score matrix for a ``size×size`` input."""
+    n = size * size
+    return n * n * 4 / 1e9
+
+
+# -- one measurement (runs in its own process) ----------------------------------------------------
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:  # pragma: no cover - non-Linux
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:  # pragma: no cover - not permitted / not Linux
+        return False
+
+
+def _peak_rss_bytes() -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:  # pragma: no cover
+        return None
+    return None
+
+
+def warm_allocator() -> bool:
+    """Make glibc keep freed memory (no trimming; mmap only above 32 MiB), as in a long-running process.
+
+    Without it a fresh process returns every large freed block to the OS and page-faults it back on the
+    next pass; that penalises operators unevenly (measured: the 3×3 conv at 150×150 took ~8 ms in a fresh
+    process vs ~4.7 ms once the allocator was warm, while the fused ENLCA path was unaffected at ~6.3 ms).
+    Returns whether ``mallopt`` was applied (glibc only).
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # pragma: no cover - not glibc
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(libc.mallopt(m_trim_threshold, 1 << 30)) and bool(libc.mallopt(m_mmap_threshold, 1 << 25))
+
+
+def measure(name: str, size: int, repeats: int, warmup: int, threads: int, device: str) -> dict:
+    """Time and peak memory of one operator at ``size×size`` (call in a fresh process for the memory)."""
+    warm_allocator()
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    cuda = device.startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    fn = build_operator(name, device)
+    x = torch.randn(1, CHANNELS, size, size, device=device)
+    with torch.inference_mode():
+        # peak memory of the first pass
+        if cuda:
+            sync()
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+        else:
+            base = _rss_bytes()
+            maxrss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            reset = _reset_peak_rss()
+        start = time.perf_counter()
+        fn(x)
+        sync()
+        first = time.perf_counter() - start
+        if cuda:
+            peak = torch.cuda.max_memory_allocated() - base
+        else:
+            hwm = _peak_rss_bytes() if reset else None
+            if hwm is not None:
+                peak = hwm - base
+            else:  # ru_maxrss only grows: a delta, or 0 if the pass stayed below the earlier peak
+                peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - maxrss_before
+        # timing
+        if first * (warmup + repeats) > TIME_BUDGET_S:  # slow operator: fewer passes
+            warmup, repeats = 0, max(1, min(repeats, int(TIME_BUDGET_S / max(first, 1e-9))))
+        for _ in range(warmup):
+            fn(x)
+        sync()
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn(x)
+            sync()
+            times.append(time.perf_counter() - start)
+    return {
+        "operator": name,
+        "size": size,
+        "height": size,
+        "width": size,
+        "tokens": size * size,
+        "status": "ok",
+        "time_ms": statistics.median(times) * 1e3,
+        "time_ms_min": min(times) * 1e3,
+        "repeats": len(times),
+        "peak_mem_mb": max(peak, 0) / 2**20,
+        "threads": threads,
+        "device": device,
+    }
+
+
+def _measure_in_subprocess(
+    name: str, size: int, repeats: int, warmup: int, threads: int, device: str
+) -> dict:
+    spec = json.dumps(
+        dict(name=name, size=size, repeats=repeats, warmup=warmup, threads=threads, device=device)
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "enlcn.bench", "--worker", spec], capture_output=True, text=True, env=env
+    )
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        return _row(name, size, threads, device, f"error: {tail[:200]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _row(name: str, size: int, threads: int, device: str, status: str) -> dict:
+    row = dict.fromkeys(CSV_COLUMNS, float("nan"))
+    row.update(operator=name, size=size, height=size, width=size, tokens=size * size, status=status)
+    row.update(threads=threads, device=device, repeats=0)
+    return row
+
+
+def run_bench(
+    sizes: Sequence[int] = DEFAULT_SIZES,
+    operators: Sequence[str] = OPERATORS,
+    repeats: int = 10,
+    warmup: int = 2,
+    threads: int | None = None,
+    device: str | None = None,
+    nla_cap_gb: float = 4.0,
+    isolate: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> pd.DataFrame:
+    """Measure ``operators`` at every ``size×size`` input; one row per (operator, size).
+
+    ``isolate`` (default) runs each measurement in a fresh subprocess so that peak memory is per
+    operator; ``isolate=False`` measures in this process (memory then only meaningful on CUDA).
+    """
+    threads = threads or torch.get_num_threads()
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    unknown = [op for op in operators if op not in OPERATORS]
+    if unknown:
+        raise ValueError(f"unknown operator(s) {unknown}; choose from {', '.join(OPERATORS)}")
+    rows = []
+    for size in sizes:
+        for name in operators:
+            if name in QUADRATIC and quadratic_gb(size) > nla_cap_gb:
+                n = size * size
+                status = f"skipped: N² = {n}² floats = {quadratic_gb(size):.1f} GB > cap {nla_cap_gb:g} GB"
+                row = _row(name, size, threads, device, status)
+            elif isolate:
+                row = _measure_in_subprocess(name, size, repeats, warmup, threads, device)
+            else:
+                row = measure(name, size, repeats, warmup, threads, device)
+            rows.append(row)
+            if progress:
+                progress(f"{name:>18} {size:>4}×{size:<4} {row['status']:>6} {row['time_ms']:10.3f} ms")
+    return pd.DataFrame(rows, columns=list(CSV_COLUMNS))
+
+
+# -- the contrastive loss: top-k vs full sort -----------------------------------------------------
+def _sorted_row_terms(q_rows, k, form, rel, start, stop, b, hinge):
+    """``contrastive._row_terms`` with a full descending sort of every row instead of ``topk``."""
+    t = q_rows @ k.transpose(1, 2)
+    top = torch.sort(t, dim=-1, descending=True).values[..., :stop]
+    if form == "official":
+        pos = top[..., :rel].exp().mean(-1)
+        neg = top[..., start:stop].exp().mean(-1)
+        return torch.relu(-torch.log(pos / (neg + 1e-6)) + b)
+    term = -(torch.logsumexp(top[..., :rel], dim=-1) - torch.logsumexp(top[..., start:stop], dim=-1)) + b
+    return torch.relu(term) if hinge else term
+
+
+def contrastive_sorted(q, k, form="paper", n1=0.02, n2=0.08, b=1.0, hinge=False):
+    """The loss of :func:`contrastive_loss` computed with full row sorts (same row chunks)."""
+    from .attention import contrastive as cl
+
+    bsz, n, _ = q.shape
+    rel, start, stop = cl.contrastive_bands(n, form, n1, n2)
+    rows = max(1, cl.CHUNK_ELEMENTS // n)
+    terms = [
+        _sorted_row_terms(q[:, i : i + rows], k, form, rel, start, stop, b, hinge) for i in range(0, n, rows)
+    ]
+    return torch.cat(terms, dim=1).mean()
+
+
+def bench_contrastive(
+    side: int = CONTRASTIVE_SIDE, repeats: int = 5, threads: int | None = None
+) -> list[dict]:
+    """Time the contrastive loss (both forms) with ``topk`` and with a full sort, ``N = side²``."""
+    import torch.nn.functional as F
+
+    from .attention import contrastive_loss
+
+    threads = threads or torch.get_num_threads()
+    torch.set_num_threads(threads)
+    gen = torch.Generator().manual_seed(0)
+    n = side * side
+    q = F.normalize(torch.randn(1, n, 16, generator=gen), dim=-1) * math.sqrt(6)
+    k = F.normalize(torch.randn(1, n, 16, generator=gen), dim=-1) * math.sqrt(6)
+    rows = []
+    with torch.inference_mode():
+        for form in ("paper", "official"):
+            values = {}
+            for method, fn in (("topk", contrastive_loss), ("sort", contrastive_sorted)):
+                fn(q, k, form)  # warm-up
+                times = []
+                for _ in range(max(1, repeats)):
+                    start = time.perf_counter()
+                    values[method] = fn(q, k, form)
+                    times.append(time.perf_counter() - start)
+                row = _row(f"contrastive-{form}-{method}", side, threads, "cpu", "ok")
+                row.update(time_ms=statistics.median(times) * 1e3, time_ms_min=min(times) * 1e3)
+                row.update(repeats=len(times), loss=float(values[method]))
+                rows.append(row)
+            same = bool(torch.equal(values["topk"], values["sort"]))
+            for row in rows[-2:]:
+                row["identical"] = same
+    return rows
+
+
+# -- ratios of the claims ---------------------------------------------------------------------------
+def _time(df: pd.DataFrame, op: str, size: int) -> float:
+    sel = df[(df.operator == op) & (df["size"] == size) & (df.status == "ok")]
+    return float(sel.time_ms.iloc[0]) if len(sel) else float("nan")
+
+
+def _mem(df: pd.DataFrame, op: str, size: int) -> float:
+    sel = df[(df.operator == op) & (df["size"] == size) & (df.status == "ok")]
+    return float(sel.peak_mem_mb.iloc[0]) if len(sel) else float("nan")
+
+
+def _div(a: float, b: float) -> float:
+    return a / b if b and not math.isnan(b) else float("nan")
+
+
+def ratios(df: pd.DataFrame, contrastive: list[dict] | None = None) -> list[tuple[str, float, str]]:
+    """``(name, value, target)`` of the efficiency claims, from this run's table.
+
+    The time ratios use 150×150 when measured, else the largest size; the memory ratio 300 vs 150
+    (else the two largest sizes).
+    """
+    sizes = sorted(int(s) for s in df["size"].unique())
+    at = 150 if 150 in sizes else sizes[-1]
+    hi, lo = (
+        (300, 150) if {150, 300} <= set(sizes) else (sizes[-1], sizes[-2] if len(sizes) > 1 else sizes[-1])
+    )
+    enlca, conv = _time(df, "enlca-m128-fast", at), _time(df, "conv3x3", at)
+    mem_fast = _div(_mem(df, "enlca-m128-fast", hi), _mem(df, "enlca-m128-fast", lo))
+    mem_ref = _div(_mem(df, "enlca-m128-ref", hi), _mem(df, "enlca-m128-ref", lo))
+    out = [
+        (f"enlca_m128_over_conv3x3@{at}", _div(enlca, conv), "<= 1.0"),
+        (f"enlca_m128_ref_over_conv3x3@{at}", _div(_time(df, "enlca-m128-ref", at), conv), "info"),
+        (f"nla_naive_over_enlca_m128@{at}", _div(_time(df, "nla-naive", at), enlca), ">= 67"),
+        (f"nla_sdpa_over_enlca_m128@{at}", _div(_time(df, "nla-sdpa", at), enlca), "info"),
+        (f"nlsa_r4_over_enlca_m128@{at}", _div(_time(df, "nlsa-r4", at), enlca), ">= 5.5"),
+        (f"enlca_m128_peak_mem_{hi}_over_{lo}", mem_fast, "<= 4.5"),
+        (f"enlca_m128_ref_peak_mem_{hi}_over_{lo}", mem_ref, "info"),
+    ]
+    for row in contrastive or []:
+        if row["operator"].endswith("-topk"):
+            form = row["operator"].split("-")[1]
+            sort = next(r for r in contrastive if r["operator"] == f"contrastive-{form}-sort")
+            side = row["size"]
+            speedup = _div(sort["time_ms"], row["time_ms"])
+            out.append((f"contrastive_{form}_sort_over_topk@N={side}^2", speedup, ">= 3"))
+            out.append((f"contrastive_{form}_identical@N={side}^2", float(row["identical"]), "== 1"))
+    return out
+
+
+def _check(value: float, target: str) -> str:
+    if target == "info" or math.isnan(value):
+        return ""
+    op, bound = target.split()
+    ok = {"<=": value <= float(bound), ">=": value >= float(bound), "==": value == float(bound)}[op]
+    return "PASS" if ok else "FAIL"
+
+
+# -- provenance and output -------------------------------------------------------------------------
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:  # pragma: no cover
+        pass
+    return platform.processor() or "unknown"
+
+
+def _git_commit() -> str | None:
+    try:
+        root = Path(__file__).resolve().parent.parent
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except OSError:  # pragma: no cover
+        return None
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _load_average() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:  # pragma: no cover
+        return None
+
+
+def provenance(args: dict, device: str, threads: int) -> dict:
+    return {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "threads": threads,
+        "device": device,
+        "cuda_device": torch.cuda.get_device_name(0) if device.startswith("cuda") else None,
+        "cpu_model": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "git_commit": _git_commit(),
+        "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "load_average_1_5_15min": _load_average(),
+        "args": args,
+    }
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="enlcn.bench", description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--sizes", type=int, nargs="+", default=None, help="input sides (default 50 100 150 200 300)"
+    )
+    p.add_argument(
+        "--operators",
+        nargs="+",
+        default=None,
+        choices=OPERATORS,
+        metavar="OP",
+        help=f"operators (default all: {', '.join(OPERATORS)})",
+    )
+    p.add_argument("--repeats", type=int, default=None, help="timed passes (median; default 10)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed passes first (default 2)")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+    p.add_argument("--nla-cap-gb", type=float, default=4.0, help="skip NLA when one N×N matrix exceeds this")
+    p.add_argument(
+        "--out", default=None, help="CSV path (default results/bench/<device>.csv); JSON beside it"
+    )
+    p.add_argument("--quick", action="store_true", help="tiny run for tests: 16×16, 1 repeat, no warm-up")
+    p.add_argument(
+        "--in-process",
+        action="store_true",
+        help="measure in this process (faster; peak memory then not per operator on the CPU)",
+    )
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.worker:  # one measurement in this fresh process; prints a JSON line
+        spec = json.loads(args.worker)
+        print(json.dumps(measure(**spec)))
+        return 0
+    quick = args.quick
+    sizes = args.sizes or (QUICK_SIZES if quick else DEFAULT_SIZES)
+    repeats = args.repeats if args.repeats is not None else (1 if quick else 10)
+    warmup = args.warmup if args.warmup is not None else (0 if quick else 2)
+    threads = args.threads or torch.get_num_threads()
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    operators = tuple(args.operators or OPERATORS)
+    out = Path(args.out or f"results/bench/{device.split(':')[0]}.csv")
+    print(
+        f"enlcn bench: device={device} threads={threads} sizes={list(sizes)} "
+        f"repeats={repeats} warmup={warmup}"
+    )
+    load = _load_average()
+    if load and load[0] > 0.25 * (os.cpu_count() or 1):
+        print(f"warning: load average {load[0]} before the run: other processes share the CPU and skew times")
+    df = run_bench(
+        sizes,
+        operators,
+        repeats,
+        warmup,
+        threads,
+        device,
+        args.nla_cap_gb,
+        not args.in_process,
+        progress=print,
+    )
+    contrastive = bench_contrastive(CONTRASTIVE_SIDE, repeats=max(1, min(repeats, 5)), threads=threads)
+    full = pd.concat([df, pd.DataFrame(contrastive)], ignore_index=True)
+    with pd.option_context("display.width", 200, "display.max_rows", 500, "display.max_colwidth", 70):
+        print(full.drop(columns=["height", "width", "threads", "device"]).to_string(index=False))
+    print("\nratios (this run):")
+    rat = ratios(df, contrastive)
+    for name, value, target in rat:
+        print(f"ratio {name} = {value:.4g}  (target {target}) {_check(value, target)}".rstrip())
+    _atomic_write(out, full.to_csv(index=False))
+    meta = provenance(
+        vars(args) | {"sizes": list(sizes), "repeats": repeats, "warmup": warmup}, device, threads
+    )
+    meta["ratios"] = {name: {"value": value, "target": target} for name, value, target in rat}
+    _atomic_write(out.with_suffix(".json"), json.dumps(meta, indent=2, default=str) + "\n")
+    print(f"wrote {out} and {out.with_suffix('.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
