@@ -29,10 +29,13 @@ def _git(repo: Path, *args: str) -> str:
 
 
 def git_commit(repo: Path = REPO) -> str:
-    """The current commit (with ``-dirty`` when the tree has uncommitted changes), or ``unknown``."""
+    """The current commit (``-dirty`` when code, not outputs, has uncommitted changes), or ``unknown``."""
     try:
         sha = _git(repo, "rev-parse", "--short=12", "HEAD")
-        dirty = _git(repo, "status", "--porcelain", "--untracked-files=no")
+        # outputs the build itself writes (executed notebooks, results) do not make the code dirty
+        dirty = _git(
+            repo, "status", "--porcelain", "--untracked-files=no", "--", ".", ":!book/notebooks", ":!results"
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return sha + ("-dirty" if dirty else "")
