@@ -107,6 +107,21 @@ def _upscale(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data(args: argparse.Namespace) -> int:
+    from .data.fetch import FetchError, fetch, list_datasets
+
+    if args.action == "list":
+        print(list_datasets()[["name", "file", "size", "md5", "note"]].to_string(index=False))
+        return 0
+    try:
+        root = fetch(args.name, args.root)
+    except FetchError as err:
+        print(f"enlcn data fetch: {err}", file=sys.stderr)
+        return 3
+    print(f"{args.name}: ready in {root}")
+    return 0
+
+
 def _flops(_: argparse.Namespace) -> int:
     from .flops import table4
 
@@ -158,6 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--mode", default="whole", choices=["whole", "chop", "tile"])
         p.add_argument("--ensemble", action="store_true", help="×8 self-ensemble")
         p.set_defaults(func=func)
+
+    p = sub.add_parser("data", help="list or download the official datasets (needs internet)")
+    data_sub = p.add_subparsers(dest="action", required=True)
+    data_sub.add_parser("list", help="the known datasets, their URLs, sizes and checksums")
+    f = data_sub.add_parser("fetch", help="download, verify and extract one dataset")
+    f.add_argument("name")
+    f.add_argument("--root", default="data", help="folder to download and extract into")
+    p.set_defaults(func=_data)
 
     sub.add_parser("flops", help="Table 4: GFLOPs at 100×100, 64 channels").set_defaults(func=_flops)
     sub.add_parser("deviations", help="paper vs official code").set_defaults(func=_deviations)

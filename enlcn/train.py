@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from .data.datasets import random_patch
 from .data.images import to_tensor
 from .models import build_model, contrastive_loss, set_contrastive
 from .variants import DEVIATIONS
@@ -110,7 +111,7 @@ class PatchBatches(Dataset):
 
     Each batch is a pure function of ``(seed, step)``: ``batch_size`` random images, a random LR crop
     of ``patch`` pixels with the aligned HR crop of ``scale·patch``, and one of the 8 dihedral
-    transforms (h-flip, v-flip, transpose, as the official ``data/common.py``). Index it with a step
+    transforms (:func:`enlcn.data.datasets.random_patch`, shared with ``TrainPatches``). Index it with a step
     range (DataLoader with ``batch_size=None``), so workers and resuming cannot change what is drawn.
     """
 
@@ -142,27 +143,12 @@ class PatchBatches(Dataset):
 
     def __getitem__(self, step: int) -> tuple[Tensor, Tensor]:
         rng = np.random.default_rng([self.seed, step])
-        lrs, hrs = [], []
+        crops = []
         for _ in range(self.batch_size):
             lr, hr = self.pairs[rng.integers(len(self.pairs))]
-            y, x = rng.integers(lr.shape[0] - self.patch + 1), rng.integers(lr.shape[1] - self.patch + 1)
-            s, p = self.scale, self.patch
-            lr_c, hr_c = lr[y : y + p, x : x + p], hr[y * s : (y + p) * s, x * s : (x + p) * s]
-            hflip, vflip, transpose = rng.integers(2, size=3)
-            lrs.append(dihedral(lr_c, hflip, vflip, transpose))
-            hrs.append(dihedral(hr_c, hflip, vflip, transpose))
+            crops.append(random_patch(lr, hr, self.scale, self.patch, rng))
+        lrs, hrs = zip(*crops, strict=True)
         return to_tensor(np.stack(lrs)), to_tensor(np.stack(hrs))
-
-
-def dihedral(img: np.ndarray, hflip: int, vflip: int, transpose: int) -> np.ndarray:
-    """One of the 8 dihedral transforms of an ``H×W×C`` image."""
-    if hflip:
-        img = img[:, ::-1]
-    if vflip:
-        img = img[::-1]
-    if transpose:
-        img = img.transpose(1, 0, 2)
-    return img
 
 
 # -- checkpoints -----------------------------------------------------------------------------------

@@ -97,3 +97,10 @@ def test_train_then_eval_from_a_folder(tmp_path, capsys):
     from enlcn.data import load_rgb
 
     assert load_rgb(tmp_path / "sr.png").shape == (104, 120, 3)
+
+
+def test_data_list_and_an_unknown_dataset(tmp_path, capsys):
+    assert main(["data", "list"]) == 0
+    assert "DIV2K_train_HR.zip" in capsys.readouterr().out
+    assert main(["data", "fetch", "no-such-set", "--root", str(tmp_path)]) == 3
+    assert "no-such-set" in capsys.readouterr().err

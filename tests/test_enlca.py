@@ -112,7 +112,11 @@ def test_variants_set_the_documented_defaults():
     paper = build_attention("enlca", 16, variant="paper").options
     official = build_attention("enlca", 16).options
     assert (paper.orthogonal, paper.feature_eps, paper.redraw, paper.loss_form, paper.hinge) == (
-        False, 0.0, "epoch", "paper", False,
+        False,
+        0.0,
+        "epoch",
+        "paper",
+        False,
     )
     o = official
     expected = (True, 1e-4, "interval", "official", True)

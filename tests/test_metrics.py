@@ -44,10 +44,31 @@ def test_psnr_by_hand():
     assert psnr_y(hr, hr, 1) == float("inf")
 
 
+def test_psnr_equals_skimage():
+    from skimage.metrics import peak_signal_noise_ratio
+
+    sr, hr = images(4)
+    y_sr, y_hr = rgb_to_y(sr)[3:-3, 3:-3], rgb_to_y(hr)[3:-3, 3:-3]
+    assert psnr_y(sr, hr, 3) == pytest.approx(peak_signal_noise_ratio(y_hr, y_sr, data_range=255), abs=1e-12)
+
+
 def test_ssim_equals_wang_2004():
     sr, hr = images(1)
     y_sr, y_hr = rgb_to_y(sr)[4:-4, 4:-4], rgb_to_y(hr)[4:-4, 4:-4]
-    assert ssim_y(sr, hr, 4) == pytest.approx(matlab_ssim(y_hr, y_sr), abs=1e-6)
+    assert ssim_y(sr, hr, 4) == pytest.approx(matlab_ssim(y_hr, y_sr), abs=1e-9)
+
+
+def test_ssim_on_a_photograph_and_its_bicubic_round_trip():
+    """A realistic pair (astronaut crop vs its ×2 bicubic down/up), where SSIM is far from 0 and 1."""
+    from PIL import Image
+    from skimage.data import astronaut
+
+    hr = astronaut()[100:196, 180:276]
+    sr = np.asarray(Image.fromarray(hr).resize((48, 48), Image.BICUBIC).resize((96, 96), Image.BICUBIC))
+    got = ssim_y(sr, hr, 2)
+    y_sr, y_hr = rgb_to_y(sr)[2:-2, 2:-2], rgb_to_y(hr)[2:-2, 2:-2]
+    assert 0.5 < got < 0.99 and got == pytest.approx(matlab_ssim(y_hr, y_sr), abs=1e-9)
+    assert got != pytest.approx(matlab_ssim(y_hr - 16, y_sr - 16), abs=1e-6)  # the +16 offset matters
 
 
 def test_border_is_cropped():
@@ -63,6 +84,7 @@ def test_border_is_cropped():
 def test_grey_images_count_as_three_equal_channels():
     sr, hr = images(3, (30, 30))
     assert psnr_y(sr, hr, 2) == psnr_y(np.dstack([sr] * 3), np.dstack([hr] * 3), 2)
+    assert ssim_y(sr[..., None], hr[..., None], 2) == ssim_y(np.dstack([sr] * 3), np.dstack([hr] * 3), 2)
 
 
 def test_quantize_rounds_like_edsr():

@@ -166,7 +166,9 @@ def test_variance_vs_k_table_matches_eq7_where_the_sample_is_reliable():
 
     df = variance_vs_k([0.5, 1.0], [0.0], m=16, c=8, draws=4000, seed=0)
     assert list(df["method"].unique()) == [
-        "Eq. 7 (i.i.d.)", "Monte Carlo, i.i.d. (paper)", "Monte Carlo, orthogonal (official)",
+        "Eq. 7 (i.i.d.)",
+        "Monte Carlo, i.i.d. (paper)",
+        "Monte Carlo, orthogonal (official)",
     ]
     for k in (0.5, 1.0):
         rows = df[df.k == k].set_index("method")

@@ -1,12 +1,14 @@
-"""Paired LR/HR image folders: any HR folder, EDSR's ``benchmark/<set>`` and DIV2K layouts."""
+"""Paired LR/HR image folders (EDSR benchmark and DIV2K layouts) and EDSR-style training patches."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
 
 from .images import ImageError, image_files, load_rgb
 from .resize import bicubic_downscale, modcrop
@@ -18,6 +20,7 @@ class PairedImages:
     """``(name, lr, hr)`` uint8 triples from an HR folder, with LR from ``lr_dir`` or made by MATLAB bicubic.
 
     EDSR's LR naming (``<name>x<s>.png``) is used when ``lr_dir`` is given; HR images are modcropped.
+    LR images made here are cached in memory (they are deterministic), HR images are read each time.
     """
 
     def __init__(
@@ -25,6 +28,7 @@ class PairedImages:
     ) -> None:
         self.hr_files = image_files(hr_dir)
         self.scale, self.lr_dir = scale, Path(lr_dir) if lr_dir is not None else None
+        self._lr_cache: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.hr_files)
@@ -33,7 +37,9 @@ class PairedImages:
         path = self.hr_files[i]
         hr = modcrop(load_rgb(path), self.scale)
         if self.lr_dir is None:
-            return path.stem, bicubic_downscale(hr, self.scale), hr
+            if i not in self._lr_cache:
+                self._lr_cache[i] = bicubic_downscale(hr, self.scale)
+            return path.stem, self._lr_cache[i], hr
         lr_path = self.lr_dir / f"{path.stem}x{self.scale}{path.suffix}"
         lr = load_rgb(lr_path)
         if lr.shape[0] * self.scale != hr.shape[0] or lr.shape[1] * self.scale != hr.shape[1]:
@@ -56,3 +62,107 @@ def div2k(root: str | os.PathLike, split: str, scale: int) -> PairedImages:
     base = Path(root) / "DIV2K"
     lr_dir = base / f"DIV2K_{split}_LR_bicubic" / f"X{scale}"
     return PairedImages(base / f"DIV2K_{split}_HR", scale, lr_dir if lr_dir.is_dir() else None)
+
+
+def _as_pair(item: tuple) -> tuple[str, np.ndarray, np.ndarray]:
+    """``(name, lr, hr)`` from a ``(name, lr, hr)`` or ``(lr, hr)`` item."""
+    return item if len(item) == 3 else ("", *item)
+
+
+def dihedral(img: np.ndarray, k: int) -> np.ndarray:
+    """The ``k``-th of the 8 dihedral transforms of an ``H×W×C`` image: ``k % 4`` quarter turns, then a
+    horizontal flip when ``k >= 4`` (EDSR's hflip/vflip/rot90 augmentation)."""
+    out = np.rot90(img, k % 4, axes=(0, 1))
+    return out[:, ::-1] if k >= 4 else out
+
+
+def random_patch(
+    lr: np.ndarray, hr: np.ndarray, scale: int, patch: int, rng: np.random.Generator, augment: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """A random ``patch``² LR crop, the aligned ``(scale·patch)``² HR crop, and (with ``augment``) one of
+    the 8 dihedral transforms applied to both; draws from ``rng`` only."""
+    s, p = scale, patch
+    y, x = int(rng.integers(lr.shape[0] - p + 1)), int(rng.integers(lr.shape[1] - p + 1))
+    lr_patch = lr[y : y + p, x : x + p]  # p×p×3
+    hr_patch = hr[s * y : s * (y + p), s * x : s * (x + p)]  # sp×sp×3
+    if augment:
+        k = int(rng.integers(8))
+        lr_patch, hr_patch = dihedral(lr_patch, k), dihedral(hr_patch, k)
+    return lr_patch, hr_patch
+
+
+def hwc_to_chw(img: np.ndarray) -> torch.Tensor:
+    """``H×W×3`` uint8 → ``3×H×W`` float32 in [0, 1] (``rgb_range`` 1)."""
+    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div_(255)
+
+
+class TrainPatches(Dataset):
+    """EDSR-style training samples: a random ``patch``² LR crop, the aligned ``(scale·patch)``² HR crop
+    and one of the 8 dihedral transforms, as ``3×p×p`` / ``3×sp×sp`` float tensors in [0, 1].
+
+    ``pairs`` is any sequence of ``(name, lr, hr)`` or ``(lr, hr)`` uint8 items (e.g. :class:`PairedImages`).
+    One epoch is ``repeat`` passes over the images (EDSR's ``test_every·batch_size / n_images``). Item ``i``
+    of epoch ``e`` draws from ``numpy.random.default_rng([seed, e, i])``, so the samples do not depend on
+    worker count or order; call :meth:`set_epoch` before each epoch (with non-persistent workers).
+    """
+
+    def __init__(
+        self,
+        pairs: Sequence[tuple],
+        scale: int,
+        patch: int,
+        seed: int = 0,
+        repeat: int = 1,
+        augment: bool = True,
+    ) -> None:
+        if len(pairs) == 0:
+            raise ValueError("TrainPatches: no training images")
+        if patch < 1 or repeat < 1:
+            raise ValueError(f"patch and repeat must be positive, got {patch}, {repeat}")
+        self.pairs, self.scale, self.patch = pairs, scale, patch
+        self.seed, self.repeat, self.augment, self.epoch = seed, repeat, augment, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.pairs) * self.repeat
+
+    def _image(self, j: int) -> tuple[np.ndarray, np.ndarray]:
+        name, lr, hr = _as_pair(self.pairs[j])
+        files = getattr(self.pairs, "hr_files", None)
+        label = str(files[j]) if files is not None else (name or f"training image {j}")
+        s, p = self.scale, self.patch
+        if lr.shape[0] < p or lr.shape[1] < p:
+            raise ValueError(f"{label}: LR size {lr.shape[:2]} is smaller than the patch {p}×{p}")
+        if hr.shape[0] < lr.shape[0] * s or hr.shape[1] < lr.shape[1] * s:
+            raise ValueError(f"{label}: HR size {hr.shape[:2]} is not LR {lr.shape[:2]} × {s}")
+        return lr, hr
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        lr, hr = self._image(i % len(self.pairs))
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        lr_patch, hr_patch = random_patch(lr, hr, self.scale, self.patch, rng, self.augment)
+        return hwc_to_chw(lr_patch), hwc_to_chw(hr_patch)
+
+
+def make_loader(
+    dataset: Dataset, batch_size: int, seed: int, workers: int = 0, shuffle: bool = True
+) -> DataLoader:
+    """A DataLoader whose order comes from a generator seeded with ``seed`` (full batches only, as EDSR).
+
+    Sample content is fixed per item by :class:`TrainPatches`, so the batches are the same for any
+    ``workers``; the shuffle order of the n-th iteration over the loader is fixed by ``seed`` and n.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=workers,
+        generator=generator,
+        drop_last=True,
+        persistent_workers=False,
+    )

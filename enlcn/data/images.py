@@ -18,7 +18,12 @@ class ImageError(ValueError):
 
 
 def load_rgb(path: str | os.PathLike) -> np.ndarray:
-    """``H×W×3`` uint8 RGB: grey → 3 channels, alpha dropped, palette → RGB, 16-bit → round(v·255/65535)."""
+    """``H×W×3`` uint8 RGB: grey → 3 channels, alpha dropped, palette → RGB, 16-bit → round(v·255/65535).
+
+    Alpha is dropped, not composited (SR datasets are opaque; EDSR's imageio loader keeps the RGB planes).
+    16-bit grey is rescaled exactly; 16-bit *colour* PNGs are decoded by Pillow as their high byte
+    (``v >> 8``), which can be 1 below ``round(v·255/65535)`` — no SR benchmark ships such files.
+    """
     path = Path(path)
     try:
         with Image.open(path) as im:
