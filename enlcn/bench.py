@@ -30,13 +30,14 @@ import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
 import torch
+
+from .provenance import cpu_model, git_commit, write_csv_atomic, write_json_atomic
 
 CHANNELS = 64
 DEFAULT_SIZES = (50, 100, 150, 200, 300)
@@ -397,39 +398,6 @@ def _check(value: float, target: str) -> str:
 
 
 # -- provenance and output -------------------------------------------------------------------------
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:  # pragma: no cover
-        pass
-    return platform.processor() or "unknown"
-
-
-def _git_commit() -> str | None:
-    try:
-        root = Path(__file__).resolve().parent.parent
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True)
-        return out.stdout.strip() or None if out.returncode == 0 else None
-    except OSError:  # pragma: no cover
-        return None
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _load_average() -> list[float] | None:
     try:
         return [round(v, 2) for v in os.getloadavg()]
@@ -444,9 +412,9 @@ def provenance(args: dict, device: str, threads: int) -> dict:
         "threads": threads,
         "device": device,
         "cuda_device": torch.cuda.get_device_name(0) if device.startswith("cuda") else None,
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "load_average_1_5_15min": _load_average(),
         "args": args,
@@ -524,12 +492,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     rat = ratios(df, contrastive)
     for name, value, target in rat:
         print(f"ratio {name} = {value:.4g}  (target {target}) {_check(value, target)}".rstrip())
-    _atomic_write(out, full.to_csv(index=False))
+    write_csv_atomic(out, full)
     meta = provenance(
         vars(args) | {"sizes": list(sizes), "repeats": repeats, "warmup": warmup}, device, threads
     )
     meta["ratios"] = {name: {"value": value, "target": target} for name, value, target in rat}
-    _atomic_write(out.with_suffix(".json"), json.dumps(meta, indent=2, default=str) + "\n")
+    write_json_atomic(out.with_suffix(".json"), meta)
     print(f"wrote {out} and {out.with_suffix('.json')}")
     return 0
 
