@@ -58,6 +58,15 @@ OPERATORS = (
     "crisscross",
     *ENLCA_OPERATORS,
 )
+#: whole networks: "model-<name>-<preset>-x<scale>" (3-channel LR input of the given size)
+MODEL_OPERATORS = {
+    f"model-{name}-{preset}-x{scale}": (name, preset, scale)
+    for name in ("edsr", "enlcn")
+    for preset in ("paper", "cpu", "quick")
+    for scale in (2, 4)
+}
+#: seconds budget does not cut model passes below this many repeats (their ratio needs a median)
+MODEL_MIN_REPEATS = 3
 #: operators whose cost is quadratic in N (skipped above the cap on the N×N score matrix)
 QUADRATIC = ("nla-naive", "nla-sdpa")
 CSV_COLUMNS = (
@@ -84,7 +93,12 @@ def build_operator(name: str, device: str) -> Callable[[torch.Tensor], torch.Ten
     """A callable ``x -> y`` for operator ``name`` (eval mode, on ``device``)."""
     from .attention import build_attention
 
-    if name == "conv3x3":
+    if name in MODEL_OPERATORS:
+        from .models import build_model
+
+        model, preset, scale = MODEL_OPERATORS[name]
+        mod = build_model(model, scale, preset)
+    elif name == "conv3x3":
         mod = torch.nn.Conv2d(CHANNELS, CHANNELS, 3, padding=1)
     elif name == "none":
         mod = build_attention("none", CHANNELS)
@@ -99,7 +113,8 @@ def build_operator(name: str, device: str) -> Callable[[torch.Tensor], torch.Ten
         mod = build_attention(kind, CHANNELS, m=m)
         mod.use_fast_path = path == "fast"
     else:
-        raise ValueError(f"unknown operator {name!r}; choose from {', '.join(OPERATORS)}")
+        known = ", ".join((*OPERATORS, *MODEL_OPERATORS))
+        raise ValueError(f"unknown operator {name!r}; choose from {known}")
     mod = mod.to(device).eval()
     if name == "nla-naive":
         return mod._reference_forward  # NLSN's matmul + softmax with the N×N matrix written out
@@ -167,7 +182,8 @@ def measure(name: str, size: int, repeats: int, warmup: int, threads: int, devic
     cuda = device.startswith("cuda")
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     fn = build_operator(name, device)
-    x = torch.randn(1, CHANNELS, size, size, device=device)
+    channels = 3 if name in MODEL_OPERATORS else CHANNELS
+    x = (torch.rand if name in MODEL_OPERATORS else torch.randn)(1, channels, size, size, device=device)
     with torch.inference_mode():
         # peak memory of the first pass
         if cuda:
@@ -192,7 +208,8 @@ def measure(name: str, size: int, repeats: int, warmup: int, threads: int, devic
                 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - maxrss_before
         # timing
         if first * (warmup + repeats) > TIME_BUDGET_S:  # slow operator: fewer passes
-            warmup, repeats = 0, max(1, min(repeats, int(TIME_BUDGET_S / max(first, 1e-9))))
+            floor = MODEL_MIN_REPEATS if name in MODEL_OPERATORS else 1
+            warmup, repeats = 0, max(floor, min(repeats, int(TIME_BUDGET_S / max(first, 1e-9))))
         for _ in range(warmup):
             fn(x)
         sync()
@@ -259,7 +276,7 @@ def run_bench(
     """
     threads = threads or torch.get_num_threads()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    unknown = [op for op in operators if op not in OPERATORS]
+    unknown = [op for op in operators if op not in OPERATORS and op not in MODEL_OPERATORS]
     if unknown:
         raise ValueError(f"unknown operator(s) {unknown}; choose from {', '.join(OPERATORS)}")
     rows = []
@@ -389,6 +406,13 @@ def ratios(df: pd.DataFrame, contrastive: list[dict] | None = None) -> list[tupl
     return out
 
 
+def model_ratios(df: pd.DataFrame, preset: str, scale: int, size: int) -> list[tuple[str, float, str]]:
+    """ENLCN forward / EDSR forward on the same backbone (target ≤ 1.05)."""
+    enlcn = _time(df, f"model-enlcn-{preset}-x{scale}", size)
+    edsr = _time(df, f"model-edsr-{preset}-x{scale}", size)
+    return [(f"enlcn_over_edsr_{preset}_x{scale}@{size}", _div(enlcn, edsr), "<= 1.05")]
+
+
 def _check(value: float, target: str) -> str:
     if target == "info" or math.isnan(value):
         return ""
@@ -448,8 +472,47 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="measure in this process (faster; peak memory then not per operator on the CPU)",
     )
+    p.add_argument(
+        "--models",
+        action="store_true",
+        help="whole networks instead of operators: ENLCN vs EDSR forward at --model-size, and one global "
+        "ENLCN pass at --global-size (writes <out stem>-models.csv/json)",
+    )
+    p.add_argument("--preset", default="paper", help="model preset for --models (default paper)")
+    p.add_argument("--model-size", type=int, default=128, help="LR side for ENLCN vs EDSR (default 128)")
+    p.add_argument("--global-size", type=int, default=512, help="LR side of the global pass (0: skip)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
+
+
+def run_models(args: argparse.Namespace, threads: int, device: str, out: Path) -> int:
+    """ENLCN/EDSR forward ratio and one whole-image ENLCN ×4 pass (time, peak memory), same run."""
+    scale = 4
+    ops = [f"model-edsr-{args.preset}-x{scale}", f"model-enlcn-{args.preset}-x{scale}"]
+    sizes = [args.model_size]
+    repeats = args.repeats if args.repeats is not None else MODEL_MIN_REPEATS
+    warmup = args.warmup if args.warmup is not None else 1
+    df = run_bench(sizes, ops, repeats, warmup, threads, device, isolate=not args.in_process, progress=print)
+    if args.global_size:
+        g = run_bench(
+            [args.global_size], ops[1:], 1, 0, threads, device, isolate=not args.in_process, progress=print
+        )
+        df = pd.concat([df, g], ignore_index=True)
+    print(df.drop(columns=["height", "width", "threads", "device"]).to_string(index=False))
+    rat = model_ratios(df, args.preset, scale, args.model_size)
+    if args.global_size:
+        peak_gb = float(df[df["size"] == args.global_size].peak_mem_mb.iloc[0]) / 1024
+        rat.append((f"enlcn_{args.preset}_x{scale}_global_pass@{args.global_size}_peak_gb", peak_gb, "<= 24"))
+    print("\nratios (this run):")
+    for name, value, target in rat:
+        print(f"ratio {name} = {value:.4g}  (target {target}) {_check(value, target)}".rstrip())
+    out = out.with_name(out.stem + "-models.csv")
+    write_csv_atomic(out, df)
+    meta = provenance(vars(args) | {"repeats": repeats, "warmup": warmup}, device, threads)
+    meta["ratios"] = {name: {"value": value, "target": target} for name, value, target in rat}
+    write_json_atomic(out.with_suffix(".json"), meta)
+    print(f"wrote {out} and {out.with_suffix('.json')}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -466,6 +529,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     operators = tuple(args.operators or OPERATORS)
     out = Path(args.out or f"results/bench/{device.split(':')[0]}.csv")
+    if args.models:
+        return run_models(args, threads, device, out)
     print(
         f"enlcn bench: device={device} threads={threads} sizes={list(sizes)} "
         f"repeats={repeats} warmup={warmup}"
