@@ -18,12 +18,35 @@ import torch
 from skimage.metrics import structural_similarity
 
 
+def _layout_is_chw(shape: tuple[int, ...], tensor: bool) -> bool:
+    """Whether a 3-D image is channels-first: tensors default to CHW, arrays to HWC (EDSR / numpy habits)."""
+    first, last = shape[0] in (1, 3), shape[-1] in (1, 3)
+    return first and (tensor or not last)
+
+
 def quantize(x: torch.Tensor | np.ndarray) -> np.ndarray:
-    """A float image in [0, 1] (``3×H×W`` tensor or ``H×W×3`` array) → ``H×W×3`` uint8 (EDSR ``quantize``)."""
-    if isinstance(x, torch.Tensor):  # as EDSR: float32 mul(255).clamp(0, 255).round()
-        x = x.detach().float().cpu().mul(255).clamp(0, 255).round().to(torch.uint8)
-        return (x.permute(1, 2, 0) if x.dim() == 3 and x.shape[0] in (1, 3) else x).numpy()
-    return np.round(np.clip(np.asarray(x, dtype=np.float64) * 255.0, 0, 255)).astype(np.uint8)
+    """A float image in [0, 1] → uint8 ``H×W×C`` (``H×W`` stays 2-D), as EDSR's ``utility.quantize``.
+
+    EDSR computes ``x.mul(255).clamp(0, 255).round()`` in the tensor's own precision (float32 there), with
+    round-half-to-even; both paths here do exactly that in the input's precision (float32 stays float32,
+    float64 stays float64, other dtypes become float32), so a value sitting on a ``(k + ½)/255``
+    boundary rounds as it would in EDSR. ``3×H×W`` / ``1×H×W`` layouts are moved to channels-last:
+    a 3-D tensor is read as CHW when its first dimension is 1 or 3, an array only when its last is not.
+    """
+    if isinstance(x, torch.Tensor):
+        t = x.detach().cpu()
+        if not t.is_floating_point() or t.dtype in (torch.float16, torch.bfloat16):
+            t = t.float()
+        t = t.mul(255).clamp(0, 255).round().to(torch.uint8)
+        if t.dim() == 3 and _layout_is_chw(tuple(t.shape), tensor=True):
+            t = t.permute(1, 2, 0)
+        return np.ascontiguousarray(t.numpy())
+    a = np.asarray(x)
+    if a.dtype not in (np.float32, np.float64):
+        a = a.astype(np.float32)
+    if a.ndim == 3 and _layout_is_chw(a.shape, tensor=False):
+        a = a.transpose(1, 2, 0)
+    return np.ascontiguousarray(np.round(np.clip(a * a.dtype.type(255), 0, 255)).astype(np.uint8))
 
 
 def as_rgb(img: np.ndarray, what: str) -> np.ndarray:
@@ -64,6 +87,8 @@ def psnr_y(sr: np.ndarray, hr: np.ndarray, scale: int) -> float:
 def ssim_y(sr: np.ndarray, hr: np.ndarray, scale: int) -> float:
     """SSIM on Y with a ``scale``-pixel border cropped, equal to the MATLAB ``ssim_index.m`` of the tables."""
     y_sr, y_hr = _cropped_y(sr, hr, scale)
+    if min(y_hr.shape) < 11:
+        raise ValueError(f"SSIM needs at least 11×11 pixels after the {scale}-px crop, got {y_hr.shape}")
     return float(
         structural_similarity(
             y_hr, y_sr, data_range=255.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False

@@ -15,6 +15,7 @@ from enlcn.data.synthetic import (
     SelfSimilarSet,
     self_similar_image,
     skimage_images,
+    true_repeats,
 )
 
 
@@ -30,6 +31,27 @@ def test_load_handles_grey_rgba_palette_and_16_bit(tmp_path):
     assert load_rgb(tmp_path / "w.png")[0, :, 0].tolist() == [0, 255, 128]
     Image.fromarray(np.full((2, 2, 3), 9, np.uint8)).convert("P").save(tmp_path / "p.png")
     assert load_rgb(tmp_path / "p.png").shape == (2, 2, 3)
+
+
+def test_load_drops_alpha_of_la_and_transparent_palette(tmp_path):
+    la = np.zeros((2, 3, 2), np.uint8)
+    la[..., 0], la[..., 1] = 77, 0  # fully transparent grey 77
+    Image.fromarray(la, "LA").save(tmp_path / "la.png")
+    assert np.all(load_rgb(tmp_path / "la.png") == 77)
+    pal = Image.fromarray(np.array([[0, 1], [1, 0]], np.uint8), "P")
+    pal.putpalette([10, 20, 30, 200, 100, 50] + [0] * 762)
+    pal.info["transparency"] = b"\x00\x80"
+    pal.save(tmp_path / "pt.png")
+    assert load_rgb(tmp_path / "pt.png")[0].tolist() == [[10, 20, 30], [200, 100, 50]]
+
+
+def test_truncated_file_is_named(tmp_path):
+    save_rgb(tmp_path / "ok.png", np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    data = (tmp_path / "ok.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageError, match=r"cut\.png: cannot read"):
+        load_rgb(tmp_path / "cut.png")
+    assert issubclass(ImageError, ValueError)
 
 
 def test_bad_files_are_named(tmp_path):
@@ -97,6 +119,37 @@ def test_train_patches_are_aligned_augmented_and_in_unit_range():
     assert len(variants) == 8  # the 8 dihedral transforms are distinct
 
 
+def test_train_patches_from_hr_images_crop_the_bicubic_lr_in_register():
+    """With LR = bicubic_downscale(HR), downscaling the HR crop gives the LR crop exactly, except within
+    2 LR pixels of the crop's edges (where the crop's mirror padding replaces the real neighbours)."""
+    rng = np.random.default_rng(5)
+    hrs = [
+        rng.integers(0, 256, (45, 50, 3), dtype=np.uint8),
+        ("named", rng.integers(0, 256, (40, 41, 3), np.uint8)),
+    ]
+    ds = TrainPatches(hrs, scale=2, patch=10, repeat=3, seed=0, augment=False)
+    assert len(ds) == 6 and ds.pairs[1][2].shape == (40, 40, 3)  # HR modcropped
+    for i in range(len(ds)):
+        lr, hr = ds[i]
+        hr_u8 = np.round(hr.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        lr_u8 = np.round(lr.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        assert np.array_equal(bicubic_downscale(hr_u8, 2)[2:-2, 2:-2], lr_u8[2:-2, 2:-2])
+    with pytest.raises(ValueError, match=r"named.*\(20, 20\).*\(40, 40\).*24×24"):
+        TrainPatches(hrs[1:], scale=2, patch=24)
+    with pytest.raises(ValueError, match="not a mix"):
+        TrainPatches([hrs[0], block_pairs()[0]], scale=2, patch=4)
+
+
+def test_all_eight_transforms_are_drawn():
+    lr = np.random.default_rng(0).integers(0, 256, (4, 4, 3), dtype=np.uint8)
+    hr = np.kron(lr, np.ones((2, 2, 1), np.uint8))
+    ds = TrainPatches([(lr, hr)], scale=2, patch=4, repeat=64, seed=0)  # the crop is the whole image
+    drawn = {ds[i][0].numpy().tobytes() for i in range(len(ds))}
+    as_chw = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))).float().div(255)  # noqa: E731
+    expected = {as_chw(dihedral(lr, k)).numpy().tobytes() for k in range(8)}
+    assert drawn == expected
+
+
 def test_train_patches_depend_only_on_seed_epoch_and_index():
     a, b = (TrainPatches(block_pairs(), 2, 6, seed=1) for _ in range(2))
     assert torch.equal(a[1][0], b[1][0])
@@ -130,39 +183,65 @@ def test_div2k_layout(tmp_path):
 
 
 def test_self_similar_image_is_deterministic_and_labelled():
-    img, rmap = self_similar_image(64, seed=4, motifs=2, repeats=3)
-    again, _ = self_similar_image(64, seed=4, motifs=2, repeats=3)
-    assert img.dtype == np.uint8 and img.shape == (64, 64, 3) and np.array_equal(img, again)
-    assert not np.array_equal(img, self_similar_image(64, seed=5, motifs=2, repeats=3)[0])
-    assert [c.motif for c in rmap.copies] == [0, 0, 0, 1, 1, 1]
-    assert any(c.top % 1 > 0.01 for c in rmap.copies)  # sub-pixel placement
-    labels = rmap.labels(2)
-    assert labels.shape == (32, 32) and (labels == -1).any()
-    values, counts = np.unique(labels[labels >= 0], return_counts=True)
-    assert counts.max() <= 3 and (counts >= 2).mean() > 0.5  # most labelled points recur in other copies
-    p = (-(-rmap.motif_size // 2) + 1) ** 2
-    assert set(values // p) == {0, 1}  # label // P is the motif id
+    a = self_similar_image(96, seed=4, motifs=2, copies=3, motif_size=8, scale=2)
+    b = self_similar_image(96, seed=4, motifs=2, copies=3, motif_size=8, scale=2)
+    assert a.image.dtype == np.uint8 and a.image.shape == (96, 96, 3) and np.array_equal(a.image, b.image)
+    assert np.array_equal(a.labels, b.labels) and a.placements == b.placements
+    assert not np.array_equal(a.image, self_similar_image(96, 5, 2, 3, 8, 2).image)
+    assert a.labels.shape == (48, 48) and a.labels.dtype == np.int32
+    assert sorted(p.motif for p in a.placements) == [0, 0, 0, 1, 1, 1]
+    q = 4  # motif side in LR pixels
+    for p in a.placements:  # labels follow the placement: motif·q² + dy·q + dx
+        expected = p.motif * q * q + np.arange(q)[:, None] * q + np.arange(q)
+        assert np.array_equal(a.labels[p.lr_top : p.lr_top + q, p.lr_left : p.lr_left + q], expected)
+        assert (p.top, p.left) == (2 * p.lr_top + p.phase[0], 2 * p.lr_left + p.phase[1])
+    assert (a.labels >= 0).sum() == 6 * q * q  # no overlaps
+    phases = [p.phase for p in a.placements if p.motif == 0]
+    assert len(set(phases)) == 3  # copies of one motif use different LR sampling phases
+    values, counts = np.unique(a.labels[a.labels >= 0], return_counts=True)
+    assert np.all(counts == 3) and len(values) == 2 * q * q
 
 
-def test_repeats_look_alike_and_background_does_not():
-    img, rmap = self_similar_image(96, seed=0)
-    y = img.astype(float).mean(axis=2)
-    labels = rmap.labels(1)
-    same, diff = [], []
-    for lab in np.unique(labels[labels >= 0])[::7]:
-        ys, xs = np.nonzero(labels == lab)
-        same.append(np.abs(y[ys[0], xs[0]] - y[ys[1:], xs[1:]]).mean() if len(ys) > 1 else 0)
-    rng = np.random.default_rng(0)
-    ys, xs = np.nonzero(labels >= 0)
-    pick = rng.integers(len(ys), size=(200, 2))
-    diff = np.abs(y[ys[pick[:, 0]], xs[pick[:, 0]]] - y[ys[pick[:, 1]], xs[pick[:, 1]]])
-    assert np.mean(same) < 0.5 * diff.mean()
+def test_true_repeats():
+    r = self_similar_image(64, seed=1, motifs=2, copies=3, motif_size=8, scale=2)
+    p = r.placements[0]
+    pos = (p.lr_top + 1, p.lr_left + 2)
+    mask = true_repeats(r.labels, pos)
+    assert mask.sum() == 2 and not mask[pos]
+    others = [(o.lr_top + 1, o.lr_left + 2) for o in r.placements if o.motif == p.motif and o != p]
+    assert sorted(zip(*np.nonzero(mask), strict=True)) == sorted(others)
+    assert np.array_equal(true_repeats(r.labels, int(np.ravel_multi_index(pos, r.labels.shape))), mask)
+    background = tuple(np.argwhere(r.labels < 0)[0])
+    assert not true_repeats(r.labels, background).any()
+
+
+def test_same_phase_copies_give_equal_lr_and_other_phases_differ():
+    """Two copies with equal LR phase downscale to the same LR pixels wherever the bicubic support
+    (±2 LR pixels) stays inside the motif; copies with other phases see different sub-pixel detail."""
+    r = self_similar_image(128, seed=3, motifs=1, copies=6, motif_size=16, scale=2, jitter=0.0)
+    lr = bicubic_downscale(r.image, 2).astype(int)
+    q, by_phase = 8, {}
+    for p in r.placements:
+        by_phase.setdefault(p.phase, []).append(p)
+    same = next(v for v in by_phase.values() if len(v) > 1)  # 6 copies, 4 phases: some phase repeats
+    patch = lambda p, a=0: lr[p.lr_top + a : p.lr_top + q - a, p.lr_left + a : p.lr_left + q - a]  # noqa: E731
+    assert np.array_equal(patch(same[0], 2), patch(same[1], 2))  # interior: identical
+    assert np.abs(patch(same[0]) - patch(same[1])).mean() < 3  # whole copy: only the edges differ
+    other = next(v[0] for k, v in by_phase.items() if k != same[0].phase)
+    assert np.abs(patch(same[0], 2) - patch(other, 2)).mean() > 5  # complementary sampling
+
+
+def test_self_similar_errors():
+    with pytest.raises(ValueError, match="do not fit"):
+        self_similar_image(32, 0, motifs=3, copies=4, motif_size=12, scale=4)
+    with pytest.raises(ValueError, match="multiple of scale"):
+        self_similar_image(64, 0, motif_size=10, scale=4)
 
 
 def test_self_similar_set():
-    ds = SelfSimilarSet(3, size=48, seed=1)
-    assert len(ds) == 3 and ds[2][0] == "selfsim002" and np.array_equal(ds[1][1], ds.item(1)[0])
-    name, lr, hr = ds.pairs(4)[0]
-    assert lr.shape == (12, 12, 3) and hr.shape == (48, 48, 3)
-    with pytest.raises(ValueError, match="do not fit"):
-        self_similar_image(32, 0, motifs=3, repeats=4, motif_size=12)
+    ds = SelfSimilarSet(3, size=96, seed=1, scale=4, copies=2)
+    assert len(ds) == 3 and ds[2][0] == "selfsim002" and np.array_equal(ds[1][1], ds.item(1).image)
+    name, lr, hr = ds.pairs()[0]
+    assert (
+        lr.shape == (24, 24, 3) and hr.shape == (96, 96, 3) and np.array_equal(lr, bicubic_downscale(hr, 4))
+    )

@@ -92,7 +92,21 @@ def test_quantize_rounds_like_edsr():
     out = quantize(x)
     assert out.shape == (1, 5, 3) and out.dtype == np.uint8
     assert out[0, :, 0].tolist() == [0, 0, 2, 255, 0]
-    assert np.array_equal(quantize(x.permute(1, 2, 0).numpy()), out)
+    assert np.array_equal(quantize(x.permute(1, 2, 0).numpy()), out)  # H×W×C array
+    assert np.array_equal(quantize(x.numpy()), out)  # C×H×W array (last dim not 1 or 3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_quantize_half_boundaries_round_half_to_even_as_edsr(dtype):
+    """(k + ½)/255 · 255 is exactly k + ½ in float32 and float64; EDSR's ``mul(255).clamp.round`` (torch,
+    round half to even) gives 0, 2, 2, 4, 4, 6, … — not MATLAB's half-away-from-zero 1, 2, 3, …"""
+    x = torch.tensor([(k + 0.5) / 255 for k in range(255)], dtype=dtype)
+    edsr = x.mul(255).clamp(0, 255).round().to(torch.uint8)  # EDSR utility.quantize, rgb_range 1
+    got_t = quantize(x.reshape(1, 1, -1))[0, :, 0]
+    got_np = quantize(x.numpy().reshape(1, -1, 1))[0, :, 0]
+    assert got_t.tolist() == got_np.tolist() == edsr.tolist()
+    assert got_t[:6].tolist() == [0, 2, 2, 4, 4, 6]
+    assert quantize(torch.full((3, 2, 2), 254.5 / 255, dtype=dtype)).max() == 254  # half to even at the top
 
 
 def test_errors_name_the_problem():
@@ -101,6 +115,10 @@ def test_errors_name_the_problem():
         psnr_y(sr[:-1], hr, 2)
     with pytest.raises(TypeError, match="quantize"):
         psnr_y(sr.astype(np.float32), hr, 2)
+    with pytest.raises(ValueError, match=r"\(39, 36, 3\).*\(40, 36, 3\)"):
+        ssim_y(sr[:-1], hr, 2)  # both shapes named
+    with pytest.raises(ValueError, match="11"):
+        ssim_y(sr[:14, :14], hr[:14, :14], 2)  # 10×10 after the crop: no 11×11 window fits
 
 
 def test_dataset_score_is_the_mean_of_images():

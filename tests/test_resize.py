@@ -71,8 +71,34 @@ def test_known_x4_weights():
     assert np.allclose(w.sum(axis=1), 1.0)
 
 
+def slow_weight_matrix(n, s):
+    """Dense ``[n // s, n]`` matrix of the ×1/s resize, one output pixel at a time, mirror written out."""
+    m = np.zeros((n // s, n))
+    for x in range(1, n // s + 1):
+        u = x * s - (s - 1) / 2
+        taps = range(math.floor(u - 2 * s), math.ceil(u + 2 * s) + 1)
+        raw = {j: keys((u - j) / s) / s for j in taps}
+        norm = sum(raw.values())
+        for j, w in raw.items():
+            jj = j
+            while jj < 1 or jj > n:
+                jj = 1 - jj if jj < 1 else 2 * n + 1 - jj
+            m[x - 1, jj - 1] += w / norm
+    return m
+
+
+@pytest.mark.parametrize(("n", "scale"), [(8, 2), (13, 2), (16, 4), (19, 4), (12, 3)])
+def test_weights_equal_slow_direct_formula(n, scale):
+    w, idx = contributions(n, n // scale, 1 / scale)
+    dense = np.zeros((n // scale, n))
+    np.add.at(dense, (np.arange(n // scale)[:, None].repeat(w.shape[1], 1), idx), w)
+    assert np.abs(dense - slow_weight_matrix(n, scale)).max() < 1e-14
+    assert np.all(w.any(axis=0))  # all-zero tap columns were dropped, as MATLAB's ``contributions``
+
+
 @pytest.mark.parametrize(
-    ("shape", "scale"), [((8, 8), 2), ((8, 8), 4), ((8 * 3 + 2, 6 * 3 + 1), 3), ((8 * 4 + 3, 6 * 4 + 1), 4)]
+    ("shape", "scale"),
+    [((8, 12), 2), ((8, 12), 4), ((8, 8), 4), ((8 * 3 + 2, 6 * 3 + 1), 3), ((8 * 4 + 3, 6 * 4 + 1), 4)],
 )
 def test_equals_slow_transcription(shape, scale):
     rng = np.random.default_rng(scale)

@@ -5,7 +5,15 @@ from .datasets import BENCHMARKS, PairedImages, TrainPatches, benchmark_dataset,
 from .fetch import DATASETS, FetchError, fetch, list_datasets
 from .images import ImageError, load_rgb, save_rgb
 from .resize import bicubic_downscale, imresize_matlab, modcrop
-from .synthetic import RepeatMap, SelfSimilarSet, self_similar_image, skimage_images
+from .synthetic import (
+    SKIMAGE_TEST,
+    SKIMAGE_TRAIN,
+    SelfSimilar,
+    SelfSimilarSet,
+    self_similar_image,
+    skimage_images,
+    true_repeats,
+)
 
 __all__ = [
     "BENCHMARKS",
@@ -13,7 +21,9 @@ __all__ = [
     "FetchError",
     "ImageError",
     "PairedImages",
-    "RepeatMap",
+    "SKIMAGE_TEST",
+    "SKIMAGE_TRAIN",
+    "SelfSimilar",
     "SelfSimilarSet",
     "TrainPatches",
     "benchmark_dataset",
@@ -28,4 +38,5 @@ __all__ = [
     "save_rgb",
     "self_similar_image",
     "skimage_images",
+    "true_repeats",
 ]

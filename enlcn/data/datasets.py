@@ -16,10 +16,12 @@ from .resize import bicubic_downscale, modcrop
 BENCHMARKS = ("Set5", "Set14", "B100", "Urban100", "Manga109")
 
 
-class PairedImages:
+class PairedImages(Dataset):
     """``(name, lr, hr)`` uint8 triples from an HR folder, with LR from ``lr_dir`` or made by MATLAB bicubic.
 
     EDSR's LR naming (``<name>x<s>.png``) is used when ``lr_dir`` is given; HR images are modcropped.
+    An empty or missing ``hr_dir`` raises FileNotFoundError naming it; a missing/unreadable LR file or
+    an LR size that is not HR/scale raises :class:`~enlcn.data.images.ImageError` naming the LR file.
     LR images made here are cached in memory (they are deterministic), HR images are read each time.
     """
 
@@ -69,6 +71,15 @@ def _as_pair(item: tuple) -> tuple[str, np.ndarray, np.ndarray]:
     return item if len(item) == 3 else ("", *item)
 
 
+def _hr_only(item: object) -> tuple[str, np.ndarray] | None:
+    """``(name, hr)`` if ``item`` is an HR array or a ``(name, hr)`` pair, else None (an LR/HR pair)."""
+    if isinstance(item, np.ndarray):
+        return "", item
+    if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
+        return item
+    return None
+
+
 def dihedral(img: np.ndarray, k: int) -> np.ndarray:
     """The ``k``-th of the 8 dihedral transforms of an ``H×W×C`` image: ``k % 4`` quarter turns, then a
     horizontal flip when ``k >= 4`` (EDSR's hflip/vflip/rot90 augmentation)."""
@@ -100,27 +111,42 @@ class TrainPatches(Dataset):
     """EDSR-style training samples: a random ``patch``² LR crop, the aligned ``(scale·patch)``² HR crop
     and one of the 8 dihedral transforms, as ``3×p×p`` / ``3×sp×sp`` float tensors in [0, 1].
 
-    ``pairs`` is any sequence of ``(name, lr, hr)`` or ``(lr, hr)`` uint8 items (e.g. :class:`PairedImages`).
-    One epoch is ``repeat`` passes over the images (EDSR's ``test_every·batch_size / n_images``). Item ``i``
-    of epoch ``e`` draws from ``numpy.random.default_rng([seed, e, i])``, so the samples do not depend on
-    worker count or order; call :meth:`set_epoch` before each epoch (with non-persistent workers).
+    ``images`` holds uint8 HR arrays or ``(name, hr)`` pairs (HR modcropped, LR made once here by
+    :func:`~enlcn.data.resize.bicubic_downscale`), or ``(name, lr, hr)`` / ``(lr, hr)`` items
+    (e.g. :class:`PairedImages`, read lazily). One epoch is ``repeat`` passes over the images (EDSR's
+    ``test_every·batch_size / n_images``). Item ``i`` of epoch ``e`` draws from
+    ``numpy.random.default_rng([seed, e, i])``, so samples do not depend on worker count or order; call
+    :meth:`set_epoch` before each epoch (with non-persistent workers). An image smaller than the patch is
+    an error naming it and both sizes (at construction for in-memory HR images, else when drawn).
     """
 
     def __init__(
         self,
-        pairs: Sequence[tuple],
+        images: Sequence,
         scale: int,
         patch: int,
-        seed: int = 0,
         repeat: int = 1,
+        seed: int = 0,
         augment: bool = True,
     ) -> None:
-        if len(pairs) == 0:
+        if len(images) == 0:
             raise ValueError("TrainPatches: no training images")
-        if patch < 1 or repeat < 1:
-            raise ValueError(f"patch and repeat must be positive, got {patch}, {repeat}")
-        self.pairs, self.scale, self.patch = pairs, scale, patch
+        if scale < 1 or patch < 1 or repeat < 1:
+            raise ValueError(f"scale, patch and repeat must be positive, got {scale}, {patch}, {repeat}")
+        self.scale, self.patch = scale, patch
         self.seed, self.repeat, self.augment, self.epoch = seed, repeat, augment, 0
+        hr_only = [_hr_only(item) for item in images] if isinstance(images, list | tuple) else [None]
+        if all(h is not None for h in hr_only):  # in-memory HR images: make the LR now, check sizes now
+            self.pairs: Sequence = []
+            for j, (name, hr) in enumerate(hr_only):
+                hr = modcrop(hr, scale)
+                lr_size = (hr.shape[0] // scale, hr.shape[1] // scale)
+                self._check(name or f"training image {j}", hr.shape[:2], lr_size)
+                self.pairs.append((name, bicubic_downscale(hr, scale), hr))
+        elif any(h is not None for h in hr_only):
+            raise ValueError("TrainPatches: give either HR images or (lr, hr) pairs, not a mix")
+        else:
+            self.pairs = images
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -128,15 +154,20 @@ class TrainPatches(Dataset):
     def __len__(self) -> int:
         return len(self.pairs) * self.repeat
 
+    def _check(self, label: str, hr_size: tuple[int, ...], lr_size: tuple[int, ...]) -> None:
+        s, p = self.scale, self.patch
+        if lr_size[0] < p or lr_size[1] < p:
+            raise ValueError(
+                f"{label}: LR size {tuple(lr_size)} (HR {tuple(hr_size)}) is smaller than the patch {p}×{p}"
+            )
+        if hr_size[0] < lr_size[0] * s or hr_size[1] < lr_size[1] * s:
+            raise ValueError(f"{label}: HR size {tuple(hr_size)} is not LR {tuple(lr_size)} × {s}")
+
     def _image(self, j: int) -> tuple[np.ndarray, np.ndarray]:
         name, lr, hr = _as_pair(self.pairs[j])
         files = getattr(self.pairs, "hr_files", None)
         label = str(files[j]) if files is not None else (name or f"training image {j}")
-        s, p = self.scale, self.patch
-        if lr.shape[0] < p or lr.shape[1] < p:
-            raise ValueError(f"{label}: LR size {lr.shape[:2]} is smaller than the patch {p}×{p}")
-        if hr.shape[0] < lr.shape[0] * s or hr.shape[1] < lr.shape[1] * s:
-            raise ValueError(f"{label}: HR size {hr.shape[:2]} is not LR {lr.shape[:2]} × {s}")
+        self._check(label, hr.shape[:2], lr.shape[:2])
         return lr, hr
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:

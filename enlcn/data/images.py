@@ -20,6 +20,9 @@ class ImageError(ValueError):
 def load_rgb(path: str | os.PathLike) -> np.ndarray:
     """``H×W×3`` uint8 RGB: grey → 3 channels, alpha dropped, palette → RGB, 16-bit → round(v·255/65535).
 
+    A missing, truncated or undecodable file raises :class:`ImageError` naming the file and the reason.
+    16-bit grey (Pillow modes ``I;16*`` / ``I``) is clipped to [0, 65535] before rescaling.
+
     Alpha is dropped, not composited (SR datasets are opaque; EDSR's imageio loader keeps the RGB planes).
     16-bit grey is rescaled exactly; 16-bit *colour* PNGs are decoded by Pillow as their high byte
     (``v >> 8``), which can be 1 below ``round(v·255/65535)`` — no SR benchmark ships such files.
@@ -33,7 +36,11 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
                 return np.repeat(
                     np.round(np.clip(arr, 0, 65535) * 255 / 65535).astype(np.uint8)[..., None], 3, 2
                 )
-            arr = np.asarray(im.convert("RGB"))
+            if im.mode in ("P", "PA", "RGBA", "LA", "La", "RGBa"):
+                # palette (possibly with a transparent entry) and alpha modes: RGBA first, alpha dropped
+                arr = np.asarray(im.convert("RGBA"))[..., :3]
+            else:
+                arr = np.asarray(im.convert("RGB"))  # L, 1, CMYK, YCbCr, …
     except FileNotFoundError as err:
         raise ImageError(f"{path}: no such file") from err
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:

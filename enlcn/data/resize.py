@@ -6,7 +6,9 @@ Keys cubic with ``a = −0.5``; when shrinking, the kernel is stretched by the s
 its weights scaled to keep unit sum; output pixel ``x`` (1-based) samples the input at
 ``u = x/scale + ½(1 − 1/scale)``; borders are mirrored (symmetric padding); dimensions are resized one
 after the other, rows first; a uint8 image is rounded (half away from zero) and saturated to uint8
-after each 1-D pass, because MATLAB's ``imresizemex`` returns the class of its input.
+after each 1-D pass, because MATLAB's ``imresizemex`` returns the class of its input (``imresize.m``,
+``resizeAlongDim``: "'out' datatype will be same as 'in' datatype"). Float emulations that round
+once at the end (BasicSR ``matlab_functions.imresize``, resize-right) can differ from this by 1 level.
 """
 
 from __future__ import annotations
