@@ -208,7 +208,7 @@ def measure(name: str, size: int, repeats: int, warmup: int, threads: int, devic
                 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - maxrss_before
         # timing
         if first * (warmup + repeats) > TIME_BUDGET_S:  # slow operator: fewer passes
-            floor = MODEL_MIN_REPEATS if name in MODEL_OPERATORS else 1
+            floor = min(MODEL_MIN_REPEATS, repeats) if name in MODEL_OPERATORS else 1
             warmup, repeats = 0, max(floor, min(repeats, int(TIME_BUDGET_S / max(first, 1e-9))))
         for _ in range(warmup):
             fn(x)

@@ -74,3 +74,21 @@ def test_isolated_measurement_and_skip_rows():
 def test_unknown_operator_is_an_error():
     with pytest.raises(ValueError, match="unknown operator"):
         bench.run_bench(sizes=[8], operators=["bogus"])
+
+
+def test_models_mode_writes_ratios(tmp_path, capsys):
+    from enlcn.bench import main
+
+    out = tmp_path / "cpu.csv"
+    args = ["--models", "--preset", "quick", "--model-size", "16", "--global-size", "24", "--in-process"]
+    assert main([*args, "--repeats", "1", "--warmup", "0", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    values = {
+        line.split()[1]: float(line.split()[3]) for line in printed.splitlines() if line.startswith("ratio ")
+    }
+    assert set(values) == {"enlcn_over_edsr_quick_x4@16", "enlcn_quick_x4_global_pass@24_peak_gb"}
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "cpu-models.csv")
+    assert list(table.operator) == ["model-edsr-quick-x4", "model-enlcn-quick-x4", "model-enlcn-quick-x4"]
+    assert (table.status == "ok").all()
