@@ -421,6 +421,14 @@ def _check(value: float, target: str) -> str:
     return "PASS" if ok else "FAIL"
 
 
+def ratio_line(name: str, value: float, target: str) -> str:
+    """``ratio <name>: <value> (target <op> <bound>) PASS|FAIL`` (``info`` ratios carry no verdict)."""
+    return f"ratio {name}: {value:.4g} (target {target}) {_check(value, target)}".rstrip()
+
+
+RATIO_LINE = r"^ratio (\S+): (\S+) \(target ([^)]*)\)"
+
+
 # -- provenance and output -------------------------------------------------------------------------
 def _load_average() -> list[float] | None:
     try:
@@ -505,7 +513,7 @@ def run_models(args: argparse.Namespace, threads: int, device: str, out: Path) -
         rat.append((f"enlcn_{args.preset}_x{scale}_global_pass@{args.global_size}_peak_gb", peak_gb, "<= 24"))
     print("\nratios (this run):")
     for name, value, target in rat:
-        print(f"ratio {name} = {value:.4g}  (target {target}) {_check(value, target)}".rstrip())
+        print(ratio_line(name, value, target))
     out = out.with_name(out.stem + "-models.csv")
     write_csv_atomic(out, df)
     meta = provenance(vars(args) | {"repeats": repeats, "warmup": warmup}, device, threads)
@@ -556,7 +564,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\nratios (this run):")
     rat = ratios(df, contrastive)
     for name, value, target in rat:
-        print(f"ratio {name} = {value:.4g}  (target {target}) {_check(value, target)}".rstrip())
+        print(ratio_line(name, value, target))
     write_csv_atomic(out, full)
     meta = provenance(
         vars(args) | {"sizes": list(sizes), "repeats": repeats, "warmup": warmup}, device, threads

@@ -41,7 +41,9 @@ def test_quick_bench_writes_csv_with_every_operator(quick_run):
 def test_quick_bench_prints_ratios_that_parse(quick_run):
     _, _, text = quick_run
     lines = [line for line in text.splitlines() if line.startswith("ratio ")]
-    names = [re.match(r"ratio (\S+) = ", line).group(1) for line in lines]
+    matches = [re.match(bench.RATIO_LINE, line) for line in lines]
+    assert all(matches), lines
+    names = [mt.group(1) for mt in matches]
     for prefix in (
         "enlca_m128_over_conv3x3",
         "nla_naive_over_enlca_m128",
@@ -51,8 +53,9 @@ def test_quick_bench_prints_ratios_that_parse(quick_run):
         "contrastive_paper_identical",
     ):
         assert any(n.startswith(prefix) for n in names), prefix
-    for line in lines:
-        float(re.match(r"ratio \S+ = (\S+)", line).group(1))
+    for mt in matches:
+        float(mt.group(2))
+        assert mt.group(3) == "info" or re.fullmatch(r"(<=|>=|==) [0-9.]+", mt.group(3))
 
 
 def test_provenance_json(quick_run):
@@ -83,9 +86,8 @@ def test_models_mode_writes_ratios(tmp_path, capsys):
     args = ["--models", "--preset", "quick", "--model-size", "16", "--global-size", "24", "--in-process"]
     assert main([*args, "--repeats", "1", "--warmup", "0", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    values = {
-        line.split()[1]: float(line.split()[3]) for line in printed.splitlines() if line.startswith("ratio ")
-    }
+    matches = [re.match(bench.RATIO_LINE, line) for line in printed.splitlines() if line.startswith("ratio ")]
+    values = {mt.group(1): float(mt.group(2)) for mt in matches}
     assert set(values) == {"enlcn_over_edsr_quick_x4@16", "enlcn_quick_x4_global_pass@24_peak_gb"}
     import pandas as pd
 

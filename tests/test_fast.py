@@ -154,3 +154,23 @@ def test_meta_tensors_take_the_reference_path(spy):
     with torch.no_grad():
         y = mod(torch.empty(1, 16, 5, 5, device="meta"))
     assert y.shape == (1, 16, 5, 5) and not spy
+
+
+def test_whole_image_path_is_taken_and_matches(monkeypatch):
+    """Whole images with constant shifts take ``_enlca_whole``; blocks or data-max shifts do not."""
+    import enlcn.attention.fast as fast
+
+    calls = []
+    real = fast._enlca_whole
+    monkeypatch.setattr(fast, "_enlca_whole", lambda *a: calls.append(1) or real(*a))
+    torch.manual_seed(7)
+    x = torch.randn(2, 64, 9, 14)
+    for eps in (1e-4, 0.0):
+        mod = build_attention("enlca", 64, m=128, feature_eps=eps).eval()
+        assert_matches(mod, x)  # chunk 2048 ≥ N: whole image
+    assert len(calls) == 2
+    assert_matches(mod, x, chunk=50)  # blocks: the general loop
+    big_k = build_attention("enlca", 64, m=128, k=20.0).eval()  # 2R√k > MAX_CONSTANT_RANGE
+    assert constant_shifts(big_k.projection, 20.0, "own") == (None, None)
+    assert_matches(big_k, x)
+    assert len(calls) == 2
