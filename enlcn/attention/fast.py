@@ -72,6 +72,14 @@ def fast_supported(module: ENLCA, x: Tensor | None = None) -> bool:
     return module.options.embed_kernel == 1
 
 
+def fused_embedding_weights(module, dt: torch.dtype) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """θ|δ stacked as one ``[2c, C]`` matrix with ``[2c, 1]`` bias, and ψ as ``[C, C]`` with ``[C]`` bias."""
+    c, ch = module.theta.out_channels, module.theta.in_channels
+    w_qk = torch.cat([module.theta.weight.reshape(c, ch), module.delta.weight.reshape(c, ch)]).to(dt)
+    b_qk = torch.cat([module.theta.bias, module.delta.bias]).to(dt).unsqueeze(1)  # [2c, 1]
+    return w_qk, b_qk, module.psi.weight.reshape(ch, ch).to(dt), module.psi.bias.to(dt)
+
+
 @torch.no_grad()
 def enlca_fast(module: ENLCA, x: Tensor, chunk: int = DEFAULT_CHUNK) -> Tensor:
     """ENLCA/ENLA forward of ``module`` on ``x`` (``B×C×H×W``) for inference; equals the reference path.
@@ -89,10 +97,7 @@ def enlca_fast(module: ENLCA, x: Tensor, chunk: int = DEFAULT_CHUNK) -> Tensor:
     n = height * width
     c = module.theta.out_channels
     dt = x.dtype
-    w_qk = torch.cat([module.theta.weight.reshape(c, ch), module.delta.weight.reshape(c, ch)]).to(dt)
-    b_qk = torch.cat([module.theta.bias, module.delta.bias]).to(dt).unsqueeze(1)  # [2c, 1]
-    w_v = module.psi.weight.reshape(ch, ch).to(dt)
-    b_v = module.psi.bias.to(dt)
+    w_qk, b_qk, w_v, b_v = fused_embedding_weights(module, dt)
     proj = module.projection.to(dt)  # [m, c]
     m = proj.shape[0]
     scale = math.sqrt(o.k)
@@ -218,10 +223,7 @@ def _enlca_whole(module: ENLCA, x: Tensor, s_q: float, s_k: float) -> Tensor:
     n = height * width
     c = module.theta.out_channels
     dt = x.dtype
-    w_qk = torch.cat([module.theta.weight.reshape(c, ch), module.delta.weight.reshape(c, ch)]).to(dt)
-    b_qk = torch.cat([module.theta.bias, module.delta.bias]).to(dt).unsqueeze(1)  # [2c, 1]
-    w_v = module.psi.weight.reshape(ch, ch).to(dt)
-    b_v = module.psi.bias.to(dt)
+    w_qk, b_qk, w_v, b_v = fused_embedding_weights(module, dt)
     proj = module.projection.to(dt)  # [m, c]
     m = proj.shape[0]
     scale = math.sqrt(o.k)
