@@ -41,21 +41,14 @@ def load_config_file(path: str | None) -> dict[str, Any]:
 
 def image_pairs(source: str, scale: int, split: str) -> list[tuple[str, Any, Any]]:
     """``(name, lr, hr)`` uint8 pairs from ``skimage`` (offline photographs) or a folder of HR images."""
-    from .data import bicubic_downscale
-
-    if source == "skimage":
-        from .data.synthetic import skimage_images
-
-        images = skimage_images(split)
-    else:
+    if source != "skimage":
         from .data.datasets import PairedImages
 
-        return [(name, lr, hr) for name, lr, hr in PairedImages(source, scale)]
-    out = []
-    for name, hr in images:
-        hr = hr[: hr.shape[0] - hr.shape[0] % scale, : hr.shape[1] - hr.shape[1] % scale]
-        out.append((name, bicubic_downscale(hr, scale), hr))
-    return out
+        return list(PairedImages(source, scale))
+    from .data import bicubic_downscale, modcrop
+    from .data.synthetic import skimage_images
+
+    return [(name, bicubic_downscale(hr, scale), modcrop(hr, scale)) for name, hr in skimage_images(split)]
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -89,10 +89,9 @@ def enlca_fast(module: ENLCA, x: Tensor, chunk: int = DEFAULT_CHUNK) -> Tensor:
     if not fast_supported(module):
         raise ValueError("enlca_fast supports embed_kernel = 1 only")
     o = module.options
-    if chunk >= x.shape[-2] * x.shape[-1]:
-        shifts = constant_shifts(module.projection, o.k, o.key_norm)
-        if shifts[0] is not None and shifts[1] is not None:
-            return _enlca_whole(module, x, *shifts)
+    q_shift, k_shift = constant_shifts(module.projection, o.k, o.key_norm)
+    if chunk >= x.shape[-2] * x.shape[-1] and q_shift is not None and k_shift is not None:
+        return _enlca_whole(module, x, q_shift, k_shift)
     bsz, ch, height, width = x.shape
     n = height * width
     c = module.theta.out_channels
@@ -103,7 +102,6 @@ def enlca_fast(module: ENLCA, x: Tensor, chunk: int = DEFAULT_CHUNK) -> Tensor:
     scale = math.sqrt(o.k)
     eps = float(o.feature_eps)
     chunk = max(1, min(int(chunk), n))
-    q_shift, k_shift = constant_shifts(proj, o.k, o.key_norm)
     # [F, −s_q] · [Q; 1] = F Q − s_q  and  [F, −½, −s_k] · [K; ‖K‖²; 1] = F K − ‖K‖²/2 − s_k
     proj_q = torch.cat([proj, proj.new_full((m, 1), -(q_shift or 0.0))], dim=1)  # [m, c+1]
     proj_k = torch.cat([proj, proj.new_full((m, 1), -0.5), proj.new_zeros(m, 1)], dim=1)  # [m, c+2]

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .images import ImageError, image_files, load_rgb
+from .images import ImageError, image_files, load_rgb, to_tensor
 from .resize import bicubic_downscale, modcrop
 
 BENCHMARKS = ("Set5", "Set14", "B100", "Urban100", "Manga109")
@@ -104,7 +104,7 @@ def random_patch(
 
 def hwc_to_chw(img: np.ndarray) -> torch.Tensor:
     """``H×W×3`` uint8 → ``3×H×W`` float32 in [0, 1] (``rgb_range`` 1)."""
-    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div_(255)
+    return to_tensor(img[None])[0]
 
 
 class TrainPatches(Dataset):
