@@ -3,6 +3,7 @@
 enlcn train --profile quick [--config run.yaml] [--set key=value ...] [--data skimage|DIR] --out DIR
 enlcn eval --checkpoint C [--official] --data DIR|skimage [--mode whole|chop|tile] [--ensemble]
 enlcn upscale IN OUT --checkpoint C [--official --scale S]
+enlcn study table2 seeds k table6 --profile cpu   (resumable; --status lists the runs)
 enlcn flops | deviations | bench [...]
 """
 
@@ -129,6 +130,23 @@ def _deviations(_: argparse.Namespace) -> int:
     return 0
 
 
+def _study(args: argparse.Namespace) -> int:
+    from . import study
+
+    if args.status:
+        print(study.status(args.profile).to_string(index=False))
+        return 0
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    for experiment in args.experiments:
+        scores = study.ensure(args.profile, experiment, progress=not args.no_progress)
+        print(f"== {experiment} ({args.profile})")
+        print(study.summary_table(scores).to_string())
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from .bench import main as bench_main
 
@@ -174,6 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("name")
     f.add_argument("--root", default="data", help="folder to download and extract into")
     p.set_defaults(func=_data)
+
+    p = sub.add_parser("study", help="train and score the ablation runs (resumable; see enlcn.study)")
+    p.add_argument("experiments", nargs="*", help="table2 | seeds | k | table6 (in this order)")
+    p.add_argument("--profile", default="quick")
+    p.add_argument("--status", action="store_true", help="list the runs and how far each got")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    p.set_defaults(func=_study)
 
     sub.add_parser("flops", help="Table 4: GFLOPs at 100×100, 64 channels").set_defaults(func=_flops)
     sub.add_parser("deviations", help="paper vs official code").set_defaults(func=_deviations)

@@ -71,6 +71,23 @@ class AblationK:
 
 
 @dataclass(frozen=True)
+class StudyData:
+    """Offline data of the training studies (:mod:`enlcn.study`); DIV2K/Set5 need a download.
+
+    Training: the scikit-image training photographs plus ``selfsim_train`` procedural self-similar
+    images; validation (checkpoint choice is *not* made on it, it only logs progress): ``selfsim_val``
+    images; tests: the scikit-image test photographs and ``selfsim_test`` images. The three procedural
+    sets use different seeds, so no image is shared.
+    """
+
+    selfsim_size: int = 256  # HR side of the procedural images
+    selfsim_train: int = 16
+    selfsim_val: int = 4
+    selfsim_test: int = 16
+    seeds: tuple[int, int, int] = (101, 202, 303)  # train, val, test
+
+
+@dataclass(frozen=True)
 class Profile:
     """A named setting of the study. Later settings (training, data, notebooks) extend it with fields."""
 
@@ -80,6 +97,7 @@ class Profile:
     ablation_k: AblationK = AblationK()
     #: TrainConfig fields this profile sets (enlcn.train.train_config applies them; typed there)
     train: tuple[tuple[str, object], ...] = ()
+    study_data: StudyData = StudyData()
 
     def __post_init__(self) -> None:
         get_model_preset(self.model_preset)  # fail early on a typo
@@ -146,6 +164,7 @@ PROFILES: dict[str, Profile] = {
                 ("warmup_epochs", 1),
                 ("checkpoint_every", 10),
             ),
+            study_data=StudyData(selfsim_size=160, selfsim_train=4, selfsim_val=1, selfsim_test=2),
         ),
     )
 }

@@ -1,0 +1,345 @@
+"""The training studies: which models the paper's ablations compare, trained and scored per profile.
+
+An *experiment* (``table2``, ``k``, ``table6``, ``seeds``) is a list of :class:`Run`; a run is one
+model trained with the profile's :class:`~enlcn.train.TrainConfig` plus the run's own settings. Runs
+shared by experiments (e.g. the ENLCN of Table 2 is also the k = 6 point of Figure 6) are trained once.
+
+Where things go (``profile`` = quick | cpu | paper)::
+
+    runs/<profile>/<run>/        checkpoints, full step log (not committed; what resuming needs)
+    results/<profile>/study/<run>/
+        config.json              the resolved TrainConfig
+        scores.csv               per-image Y-PSNR / SSIM of the final weights on every test set
+        epochs.csv, val_log.csv  per-epoch mean losses and validation PSNR
+        summary.json             provenance: commit(s), versions, hardware, wall time per session
+        weights.pt               final weights, for the runs the correlation-map notebook opens
+
+:func:`ensure` trains what is missing (resuming an interrupted run) and returns the scores; a run whose
+results exist with the same config is not retrained. ``enlcn study EXPERIMENT --profile P`` runs the
+same from the command line (start it with ``nohup`` for the ``cpu`` profile: hours).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .profiles import StudyData, get_profile
+from .provenance import REPO, git_commit, hardware, versions, write_csv_atomic, write_json_atomic
+from .train import TrainConfig, Trainer, train_config
+
+Pairs = list[tuple[str, np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One trained model: ``model`` (a :func:`~enlcn.models.build_model` name) with ``attention`` options."""
+
+    name: str
+    label: str
+    model: str
+    attention: tuple[tuple[str, Any], ...] = ()
+    seed: int = 0
+    keep_weights: bool = False  # copy the final weights into results/ (the correlation-map notebook)
+
+    def config(self, profile: str) -> TrainConfig:
+        return train_config(profile, model=self.model, attention=dict(self.attention), seed=self.seed)
+
+
+BASE = Run("base", "EDSR (baseline)", "edsr")
+ENLA = Run("enla", "+ ENLA (k = 1)", "edsr+enla", keep_weights=True)
+ENLA_K = Run("enla_k", "+ ENLA, ×k", "edsr+enlca", (("contrastive", False),), keep_weights=True)
+ENLA_CL = Run("enla_cl", "+ ENLA, contrastive", "edsr+enlca", (("k", 1.0),), keep_weights=True)
+ENLCA = Run("enlca", "+ ENLA, ×k, contrastive (ENLCN)", "enlcn", keep_weights=True)
+
+
+def _enlcn_k(k: float) -> Run:
+    return Run(f"enlca_k{k:g}", f"ENLCN, k = {k:g}", "enlcn", (("k", float(k)),))
+
+
+EXPERIMENTS: dict[str, tuple[Run, ...]] = {
+    # Table 2: progressively adding ENLA, the amplification k and the contrastive loss to EDSR
+    "table2": (BASE, ENLA, ENLA_K, ENLA_CL, ENLCA),
+    # run-to-run noise: the same settings with other seeds (the paper reports one run per setting)
+    "seeds": (
+        Run("base_s1", "EDSR (baseline), seed 1", "edsr", seed=1),
+        Run("base_s2", "EDSR (baseline), seed 2", "edsr", seed=2),
+        Run("enlca_s1", "ENLCN, seed 1", "enlcn", seed=1),
+        Run("enlca_s2", "ENLCN, seed 2", "enlcn", seed=2),
+    ),
+    # Figure 6 (PSNR half): ENLCN with amplification k (k = 1 is Table 2's "ENLA, contrastive" run)
+    "k": (ENLA_CL, _enlcn_k(2), _enlcn_k(4), ENLCA, _enlcn_k(8)),
+    # Table 6: attention kinds on the same backbone
+    "table6": (
+        BASE,
+        Run("nla", "+ Non-Local (NLA)", "edsr+nla"),
+        Run("crisscross", "+ Criss-Cross", "edsr+crisscross"),
+        Run("nlsa", "+ NLSA", "edsr+nlsa"),
+        ENLCA,
+    ),
+}
+
+#: seeds of a run name: ``enlca`` and its other-seed copies ``enlca_s1``, ``enlca_s2``
+SEED_GROUPS = {"base": ("base", "base_s1", "base_s2"), "enlca": ("enlca", "enlca_s1", "enlca_s2")}
+
+#: The paper's numbers (Y-PSNR, dB) beside which ours are shown — the *paper's* DIV2K-trained 32×256
+#: models, not comparable in absolute value to a small model trained on a few offline images.
+PAPER_PSNR: dict[str, dict[str, Any]] = {
+    "table2": {
+        "dataset": "Set5 ×4",
+        "source": "paper Table 2",
+        # the table's check marks are lost in the text copy; rows 3 and 4 follow the text's order
+        # ("multiplying ... k ... and contrastive learning ... improve around 0.07 dB")
+        "values": {"base": 32.21, "enla": 32.37, "enla_k": 32.44, "enla_cl": 32.41, "enlca": 32.48},
+    },
+    "table6": {
+        "dataset": "Urban100 ×4",
+        "source": "paper Table 6",
+        "values": {"base": 26.64, "nla": 26.87, "crisscross": 26.85, "nlsa": 26.96, "enlca": 27.12},
+    },
+}
+
+
+def get_experiment(name: str) -> tuple[Run, ...]:
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}")
+    return EXPERIMENTS[name]
+
+
+def get_run(name: str) -> Run:
+    for runs in EXPERIMENTS.values():
+        for run in runs:
+            if run.name == name:
+                return run
+    known = sorted({r.name for runs in EXPERIMENTS.values() for r in runs})
+    raise ValueError(f"unknown run {name!r}; known: {', '.join(known)}")
+
+
+# -- data ------------------------------------------------------------------------------------------
+def study_data(profile: str, scale: int) -> tuple[Pairs, Pairs, dict[str, Pairs]]:
+    """``(train, val, {test set: pairs})`` of ``profile``'s :class:`~enlcn.profiles.StudyData`."""
+    from .data import bicubic_downscale, modcrop
+    from .data.synthetic import SelfSimilarSet, skimage_images
+
+    d: StudyData = get_profile(profile).study_data
+
+    def photos(split: str) -> Pairs:
+        return [(n, bicubic_downscale(hr, scale), modcrop(hr, scale)) for n, hr in skimage_images(split)]
+
+    def selfsim(n: int, seed: int) -> Pairs:
+        return SelfSimilarSet(n, d.selfsim_size, seed=seed, scale=scale).pairs()
+
+    train = photos("train") + selfsim(d.selfsim_train, d.seeds[0])
+    val = selfsim(d.selfsim_val, d.seeds[1])
+    tests = {"photos": photos("test"), "selfsim": selfsim(d.selfsim_test, d.seeds[2])}
+    return train, val, tests
+
+
+# -- paths -----------------------------------------------------------------------------------------
+def run_dir(profile: str, run: Run, root: Path = REPO) -> Path:
+    return root / "runs" / profile / run.name
+
+
+def result_dir(profile: str, run: Run, root: Path = REPO) -> Path:
+    return root / "results" / profile / "study" / run.name
+
+
+def is_done(profile: str, run: Run, root: Path = REPO) -> bool:
+    """True if ``run``'s results exist and were made with the config this code gives it now."""
+    res = result_dir(profile, run, root)
+    if not (res / "summary.json").exists() or not (res / "scores.csv").exists():
+        return False
+    saved = json.loads((res / "config.json").read_text())
+    return saved == json.loads(json.dumps(asdict(run.config(profile))))
+
+
+class RunLock:
+    """``runs/<profile>/<run>/.lock`` holding the pid, so two processes never train one run at once."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / ".lock"
+
+    def __enter__(self) -> RunLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            pid = int(self.path.read_text() or 0)
+            if pid and _alive(pid):
+                raise RuntimeError(f"{self.path.parent} is being trained by process {pid}") from None
+            self.path.unlink()  # stale: its process is gone
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# -- one run ---------------------------------------------------------------------------------------
+def train_run(profile: str, run: Run, root: Path = REPO, progress: bool = True) -> pd.DataFrame:
+    """Train (or resume) ``run`` under ``profile``, score its final weights, write its results."""
+    config = run.config(profile)
+    work = run_dir(profile, run, root)
+    train, val, tests = study_data(profile, config.scale)
+    with RunLock(work):
+        sessions_path = work / "sessions.json"
+        sessions = json.loads(sessions_path.read_text()) if sessions_path.exists() else []
+        trainer = Trainer(config, [(lr, hr) for _, lr, hr in train], val, work)
+        t0 = time.perf_counter()
+        resume = (work / "checkpoints" / "latest.pt").exists()
+        summary = trainer.fit(resume=resume, progress=progress)
+        sessions.append(
+            {
+                "commit": git_commit(),
+                "started_step": int(sessions[-1]["finished_step"]) if sessions else 0,
+                "finished_step": int(summary["step"]),
+                "wall_time_s": round(time.perf_counter() - t0, 1),
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
+        )
+        write_json_atomic(sessions_path, sessions)
+        trainer.model.eval()
+        scores = score(trainer.model, config.scale, tests)
+        write_results(profile, run, config, trainer, scores, sessions, root)
+    return scores
+
+
+def score(model: torch.nn.Module, scale: int, tests: dict[str, Pairs]) -> pd.DataFrame:
+    """Per-image Y-PSNR/SSIM of ``model`` on every test set (whole-image inference; no ``mean`` rows)."""
+    from .evaluate import evaluate
+
+    frames = []
+    for name, pairs in tests.items():
+        table = evaluate(model, pairs, scale, "whole")
+        table = table[table["image"] != "mean"].assign(test_set=name)
+        frames.append(table)
+    return pd.concat(frames, ignore_index=True)
+
+
+def write_results(
+    profile: str,
+    run: Run,
+    config: TrainConfig,
+    trainer: Trainer,
+    scores: pd.DataFrame,
+    sessions: list[dict[str, Any]],
+    root: Path = REPO,
+) -> Path:
+    """Write ``results/<profile>/study/<run>/`` (each file atomically; summary.json last)."""
+    res, work = result_dir(profile, run, root), run_dir(profile, run, root)
+    res.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(res / "config.json", asdict(config))
+    write_csv_atomic(res / "scores.csv", scores)
+    steps = pd.read_csv(work / "train_log.csv")
+    epochs = steps.groupby("epoch").agg(
+        l1=("l1", "mean"), contrastive=("contrastive", "mean"), lr=("lr", "last"), step=("step", "last")
+    )
+    write_csv_atomic(res / "epochs.csv", epochs.reset_index())
+    if (work / "val_log.csv").exists():
+        val = pd.read_csv(work / "val_log.csv", header=None, names=["step", "epoch", "val_psnr"])
+        write_csv_atomic(res / "val_log.csv", val)
+    if run.keep_weights:
+        from .train import save_atomic
+
+        save_atomic({"config": asdict(config), "model": trainer.model.state_dict()}, res / "weights.pt")
+    means = scores.groupby("test_set")[["psnr", "ssim"]].mean()
+    summary = {
+        "run": asdict(run),
+        "profile": profile,
+        "steps": trainer.step,
+        "means": {s: {k: round(float(v), 4) for k, v in row.items()} for s, row in means.iterrows()},
+        "sessions": sessions,
+        "wall_time_s": round(sum(s["wall_time_s"] for s in sessions), 1),
+        "versions": versions(),
+        "hardware": hardware(),
+        "threads": torch.get_num_threads(),
+    }
+    return write_json_atomic(res / "summary.json", summary)
+
+
+# -- experiments -----------------------------------------------------------------------------------
+def ensure(
+    profile: str, experiment: str, train_missing: bool = True, root: Path = REPO, progress: bool = True
+) -> pd.DataFrame:
+    """Per-image scores of every run of ``experiment`` (training the missing ones if ``train_missing``).
+
+    Runs not done (and not trained here) are left out of the table; :func:`status` lists them.
+    """
+    frames = []
+    for run in get_experiment(experiment):
+        if not is_done(profile, run, root):
+            if not train_missing:
+                continue
+            train_run(profile, run, root, progress)
+        frames.append(load_scores(profile, run, root))
+    if not frames:
+        return pd.DataFrame(columns=["run", "label", "test_set", "image", "psnr", "ssim"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def load_scores(profile: str, run: Run, root: Path = REPO) -> pd.DataFrame:
+    scores = pd.read_csv(result_dir(profile, run, root) / "scores.csv")
+    return scores.assign(run=run.name, label=run.label)
+
+
+def load_summary(profile: str, run: Run, root: Path = REPO) -> dict[str, Any]:
+    return json.loads((result_dir(profile, run, root) / "summary.json").read_text())
+
+
+def status(profile: str, root: Path = REPO) -> pd.DataFrame:
+    """One row per run of every experiment: done?, steps trained so far, wall time."""
+    rows, seen = [], set()
+    for experiment, runs in EXPERIMENTS.items():
+        for run in runs:
+            if run.name in seen:
+                continue
+            seen.add(run.name)
+            done = is_done(profile, run, root)
+            log = run_dir(profile, run, root) / "train_log.csv"
+            steps = load_summary(profile, run, root)["steps"] if done else _logged_steps(log)
+            rows.append(
+                {
+                    "experiment": experiment,
+                    "run": run.name,
+                    "done": done,
+                    "steps": steps,
+                    "of": run.config(profile).total_steps,
+                    "wall_time_s": load_summary(profile, run, root)["wall_time_s"] if done else None,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _logged_steps(log: Path) -> int:
+    if not log.exists():
+        return 0
+    with open(log) as f:
+        return max(sum(1 for _ in f) - 1, 0)
+
+
+def summary_table(scores: pd.DataFrame) -> pd.DataFrame:
+    """Mean Y-PSNR / SSIM per run (rows, in experiment order) and test set (columns)."""
+    order = list(dict.fromkeys(scores["run"]))
+    table = scores.pivot_table(index=["run", "label"], columns="test_set", values=["psnr", "ssim"])
+    table = table.reindex(order, level=0)
+    return table.round(4)
