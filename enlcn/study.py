@@ -21,6 +21,7 @@ same from the command line (start it with ``nohup`` for the ``cpu`` profile: hou
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -124,8 +125,12 @@ def get_run(name: str) -> Run:
 
 
 # -- data ------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=4)
 def study_data(profile: str, scale: int) -> tuple[Pairs, Pairs, dict[str, Pairs]]:
-    """``(train, val, {test set: pairs})`` of ``profile``'s :class:`~enlcn.profiles.StudyData`."""
+    """``(train, val, {test set: pairs})`` of ``profile``'s :class:`~enlcn.profiles.StudyData`.
+
+    Cached (the MATLAB-bicubic LR images take seconds to make); treat the arrays as read-only.
+    """
     from .data import bicubic_downscale, modcrop
     from .data.synthetic import SelfSimilarSet, skimage_images
 
@@ -205,12 +210,13 @@ def train_run(profile: str, run: Run, root: Path = REPO, progress: bool = True) 
         sessions_path = work / "sessions.json"
         sessions = json.loads(sessions_path.read_text()) if sessions_path.exists() else []
         trainer = Trainer(config, [(lr, hr) for _, lr, hr in train], val, work)
+        commit = git_commit()  # the code that trains this session (HEAD may move while it runs)
         t0 = time.perf_counter()
         resume = (work / "checkpoints" / "latest.pt").exists()
         summary = trainer.fit(resume=resume, progress=progress)
         sessions.append(
             {
-                "commit": git_commit(),
+                "commit": commit,
                 "started_step": int(sessions[-1]["finished_step"]) if sessions else 0,
                 "finished_step": int(summary["step"]),
                 "wall_time_s": round(time.perf_counter() - t0, 1),
@@ -343,3 +349,78 @@ def summary_table(scores: pd.DataFrame) -> pd.DataFrame:
     table = scores.pivot_table(index=["run", "label"], columns="test_set", values=["psnr", "ssim"])
     table = table.reindex(order, level=0)
     return table.round(4)
+
+
+def compare(scores: pd.DataFrame, experiment: str, baseline: str = "base") -> pd.DataFrame:
+    """Mean Y-PSNR per run and test set, its gain over ``baseline``, and the paper's number and gain.
+
+    The gain is the mean over images of the per-image difference (paired), with its standard error.
+    Paper columns are NaN where the paper has no number for the run (e.g. the k sweep is only a plot).
+    """
+    paper = PAPER_PSNR.get(experiment, {"values": {}, "dataset": ""})
+    wide = scores.pivot_table(index=["test_set", "image"], columns="run", values="psnr")
+    rows = []
+    for run in dict.fromkeys(scores["run"]):
+        row = {"run": run, "label": scores.loc[scores.run == run, "label"].iloc[0]}
+        for test_set, sub in wide.groupby(level="test_set"):
+            row[f"{test_set} PSNR"] = sub[run].mean()
+            if baseline in sub:
+                delta = sub[run] - sub[baseline]
+                row[f"{test_set} Δ"] = delta.mean()
+                row[f"{test_set} Δ s.e."] = (
+                    delta.std(ddof=1) / np.sqrt(len(delta)) if len(delta) > 1 else np.nan
+                )
+        value = paper["values"].get(run, np.nan)
+        row[f"paper {paper['dataset']} PSNR".replace("  ", " ")] = value
+        row["paper Δ"] = value - paper["values"].get(baseline, np.nan)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def seed_spread(scores: pd.DataFrame) -> pd.DataFrame:
+    """Run-to-run spread of the mean PSNR over the seeds of :data:`SEED_GROUPS` (per test set)."""
+    rows = []
+    for group, names in SEED_GROUPS.items():
+        sub = scores[scores.run.isin(names)]
+        if sub.empty:
+            continue
+        means = sub.groupby(["test_set", "run"])["psnr"].mean()
+        for test_set, m in means.groupby(level="test_set"):
+            rows.append(
+                {
+                    "setting": group,
+                    "test_set": test_set,
+                    "seeds": len(m),
+                    "mean PSNR": m.mean(),
+                    "std over seeds": m.std(ddof=1) if len(m) > 1 else np.nan,
+                    "range": m.max() - m.min(),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def load_model(profile: str, run: Run, root: Path = REPO) -> torch.nn.Module:
+    """The final weights of ``run`` (a ``keep_weights`` run), in eval mode on the CPU."""
+    from .train import load_trained
+
+    path = result_dir(profile, run, root) / "weights.pt"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} does not exist: run {run.name!r} keeps no weights or has not been trained "
+            f"(`enlcn study <experiment> --profile {profile}`)"
+        )
+    return load_trained(path)[0]
+
+
+def load_curves(
+    profile: str, runs: tuple[Run, ...], root: Path = REPO
+) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
+    """Per-epoch training losses and validation PSNR of the finished ``runs``, keyed by run name."""
+    epochs, val = {}, {}
+    for run in runs:
+        res = result_dir(profile, run, root)
+        if (res / "epochs.csv").exists():
+            epochs[run.name] = pd.read_csv(res / "epochs.csv")
+        if (res / "val_log.csv").exists():
+            val[run.name] = pd.read_csv(res / "val_log.csv")
+    return epochs, val

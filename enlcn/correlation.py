@@ -1,0 +1,149 @@
+"""Looking inside a trained model's attention: correlation maps (paper Figures 1, 7, 8) and their precision.
+
+The paper's correlation map of a query position is ``softmax(Q_iᵀK)`` over all positions, with ``Q, K``
+the module's (amplified) embeddings: what ENLA *estimates*. :func:`correlation_maps` returns it next to
+ENLA's estimate, the weights it really aggregates with (``D⁻¹φ(Q_i)ᵀφ(K)``, Eqs. 4–6).
+
+On the procedural self-similarity images (:mod:`enlcn.data.synthetic`) the true repeats of every position
+are known, so the maps can be scored (:func:`repeat_precision`): the attention mass that falls on the true
+repeats of the query and the precision of its top positions, against uniform attention.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from .attention.enla import enla_weights
+from .data.images import to_tensor
+from .data.synthetic import true_repeats
+
+
+def attention_inputs(model: nn.Module, lr: np.ndarray) -> list[Tensor]:
+    """The input ``[1, C, h, w]`` of every attention module of ``model`` for the uint8 LR image ``lr``."""
+    captured: list[Tensor] = []
+    hooks = [
+        m.register_forward_hook(lambda _m, args, _out: captured.append(args[0].detach()))
+        for m in model.attention_modules()
+    ]
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(to_tensor(lr[None]))
+    finally:
+        for h in hooks:
+            h.remove()
+    return captured
+
+
+@dataclass
+class Maps:
+    """Correlation maps of one query in every attention module: ``[modules, h, w]`` arrays."""
+
+    exact: np.ndarray  # softmax(Q_iᵀK): the paper's correlation map
+    estimate: np.ndarray  # ENLA's random-feature weights: what the module aggregates with
+    query: tuple[int, int]
+
+
+@torch.no_grad()
+def embeddings(model: nn.Module, lr: np.ndarray) -> list[tuple[nn.Module, Tensor, Tensor]]:
+    """``(module, Q, K)`` (``[N, c]`` each, Eq. 3) of every ENLA/ENLCA module of ``model`` for ``lr``."""
+    out = []
+    for module, x in zip(model.attention_modules(), attention_inputs(model, lr), strict=True):
+        if not hasattr(module, "embed") or not hasattr(module, "projection"):
+            name = type(module).__name__
+            raise TypeError(f"{name} has no Q/K embeddings; correlation maps need ENLA/ENLCA modules")
+        q, k, _ = module.embed(x)
+        out.append((module, q[0], k[0]))
+    return out
+
+
+@torch.no_grad()
+def correlation_maps(
+    model: nn.Module,
+    lr: np.ndarray,
+    query: tuple[int, int],
+    embedded: list[tuple[nn.Module, Tensor, Tensor]] | None = None,
+) -> Maps:
+    """Correlation maps of LR position ``query = (row, col)`` in each of ``model``'s attention modules.
+
+    Exact: ``softmax(QᵢᵀK)`` (what ``module.exact_weights`` gives); estimate: ENLA's weights
+    (``module.attention_weights``). ``embedded`` (from :func:`embeddings`) saves recomputing the
+    embeddings when mapping many queries of one image.
+    """
+    embedded = embeddings(model, lr) if embedded is None else embedded
+    h, w = lr.shape[:2]
+    row, col = query
+    if not (0 <= row < h and 0 <= col < w):
+        raise IndexError(f"query {query} is outside the {h}×{w} LR feature map")
+    i = row * w + col
+    exact, estimate = [], []
+    for module, q, k in embedded:
+        exact.append(torch.softmax(k @ q[i], dim=0).reshape(h, w))  # [N] → h×w
+        est = enla_weights(q[i][None], k[None], module.projection, module.options.feature_eps)  # [1, N]
+        estimate.append(est[0].reshape(h, w))
+    return Maps(torch.stack(exact).numpy(), torch.stack(estimate).numpy(), (row, col))
+
+
+def effective_positions(weights: np.ndarray) -> float:
+    """``1 / Σw²``: how many positions a weight distribution effectively spreads over."""
+    w = np.asarray(weights, dtype=np.float64).ravel()
+    return float(1.0 / np.square(w).sum())
+
+
+def repeat_precision(weights: np.ndarray, repeats: np.ndarray) -> dict[str, float]:
+    """Scores of one attention map against the true repeats of its query (boolean mask, same shape).
+
+    ``mass``: total weight on the repeats; ``uniform_mass``: what uniform attention would put there
+    (``|repeats| / N``); ``top_precision``: the fraction of the ``|repeats|`` highest-weighted positions
+    that are repeats; ``effective_positions``: ``1/Σw²``. Remove the query's own weight first (it is
+    not a repeat of itself; :func:`precision_table` does).
+    """
+    w = np.asarray(weights, dtype=np.float64).ravel()
+    mask = np.asarray(repeats, dtype=bool).ravel()
+    if w.shape != mask.shape:
+        raise ValueError(f"weights {w.shape} and repeats {mask.shape} differ in size")
+    n_rep = int(mask.sum())
+    if n_rep == 0:
+        raise ValueError("the query has no true repeats (a background position)")
+    top = np.argsort(-w, kind="stable")[:n_rep]
+    return {
+        "mass": float(w[mask].sum()),
+        "uniform_mass": n_rep / w.size,
+        "top_precision": float(mask[top].mean()),
+        "effective_positions": effective_positions(w),
+    }
+
+
+def precision_table(
+    model: nn.Module, lr: np.ndarray, labels: np.ndarray, queries: int = 32, seed: int = 0
+) -> pd.DataFrame:
+    """:func:`repeat_precision` of ``queries`` random motif positions, per module and map kind.
+
+    ``labels`` are the LR repeat labels of a :class:`~enlcn.data.synthetic.SelfSimilar` image. Columns:
+    ``query, module, map (exact | estimate), mass, uniform_mass, top_precision, effective_positions``.
+    """
+    rng = np.random.default_rng(seed)
+    candidates = np.flatnonzero(labels.ravel() >= 0)
+    candidates = [i for i in candidates if true_repeats(labels, int(i)).any()]
+    picked = rng.choice(candidates, size=min(queries, len(candidates)), replace=False)
+    embedded = embeddings(model, lr)
+    rows = []
+    for i in picked:
+        query = divmod(int(i), labels.shape[1])
+        maps = correlation_maps(model, lr, query, embedded)
+        mask = true_repeats(labels, int(i))
+        for kind, stack in (("exact", maps.exact), ("estimate", maps.estimate)):
+            if stack is None:
+                continue
+            for module, weights in enumerate(stack):
+                # the query's own weight is removed and the rest renormalised: it is not a repeat
+                w = weights.ravel().astype(np.float64).copy()
+                w[int(i)] = 0.0
+                w /= w.sum()
+                rows.append({"query": int(i), "module": module, "map": kind, **repeat_precision(w, mask)})
+    return pd.DataFrame(rows)

@@ -1,0 +1,118 @@
+"""The training studies: run definitions, resumable training into results/, and the comparison tables."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from enlcn import study
+
+
+def test_run_names_are_unique_and_shared_runs_are_the_same_object():
+    by_name: dict[str, study.Run] = {}
+    for runs in study.EXPERIMENTS.values():
+        for run in runs:
+            assert by_name.setdefault(run.name, run) == run, f"two different runs are called {run.name}"
+    # the ENLCN of Table 2 is the k = 6 point of the k sweep (trained once)
+    assert study.ENLCA in study.EXPERIMENTS["k"] and study.ENLCA in study.EXPERIMENTS["table2"]
+
+
+def test_table2_runs_differ_in_exactly_the_ablated_option():
+    cfg = {r.name: r.config("cpu") for r in study.EXPERIMENTS["table2"]}
+    from enlcn.models.edsr import model_config
+
+    opts = {n: model_config(c.model, c.scale, c.preset, attention=c.attention) for n, c in cfg.items()}
+    assert opts["base"].attention_kind is None
+    assert opts["enla"].attention_kind == "enla" and opts["enla"].attention_options.get("k", 1.0) == 1.0
+    assert (
+        opts["enla_k"].attention_options["k"] == 6.0
+        and opts["enla_k"].attention_options["contrastive"] is False
+    )
+    assert opts["enla_cl"].attention_options["k"] == 1.0
+    assert opts["enlca"].attention_kind == "enlca" and opts["enlca"].attention_options["k"] == 6.0
+
+
+def test_unknown_names_are_errors_that_list_the_known_ones():
+    with pytest.raises(ValueError, match="known: table2"):
+        study.get_experiment("table9")
+    with pytest.raises(ValueError, match="enlca"):
+        study.get_run("nope")
+
+
+def test_quick_study_trains_writes_provenance_and_is_not_retrained(tmp_path):
+    runs = (study.BASE, study.ENLCA)
+    for run in runs:
+        study.train_run("quick", run, root=tmp_path, progress=False)
+    res = study.result_dir("quick", study.ENLCA, tmp_path)
+    summary = json.loads((res / "summary.json").read_text())
+    assert summary["steps"] == study.ENLCA.config("quick").total_steps
+    assert summary["sessions"][0]["started_step"] == 0 and summary["wall_time_s"] > 0
+    assert {"torch", "python"} <= set(summary["versions"]) and "cpu" in summary["hardware"]
+    assert (res / "weights.pt").exists()  # keep_weights
+    assert not (study.result_dir("quick", study.BASE, tmp_path) / "weights.pt").exists()
+    scores = pd.read_csv(res / "scores.csv")
+    assert set(scores.test_set) == {"photos", "selfsim"} and np.isfinite(scores.psnr).all()
+    assert study.is_done("quick", study.ENLCA, tmp_path)
+    # a changed config (here: another seed under the same name) is not "done"
+    other = study.Run("enlca", "x", "enlcn", seed=5)
+    assert not study.is_done("quick", other, tmp_path)
+
+
+def test_an_interrupted_run_resumes_and_records_both_sessions(tmp_path):
+    from enlcn.train import Trainer
+
+    run = study.BASE
+    cfg = run.config("quick")
+    train, val, _ = study.study_data("quick", cfg.scale)
+    Trainer(cfg, [(lr, hr) for _, lr, hr in train], val, study.run_dir("quick", run, tmp_path)).fit(
+        stop_after=7, progress=False
+    )
+    study.train_run("quick", run, root=tmp_path, progress=False)
+    summary = study.load_summary("quick", run, tmp_path)
+    assert summary["steps"] == cfg.total_steps
+
+
+def test_lock_refuses_a_second_live_process(tmp_path):
+    import os
+
+    folder = tmp_path / "r"
+    folder.mkdir()
+    (folder / ".lock").write_text(str(os.getppid()))  # a live process that is not us
+    with pytest.raises(RuntimeError, match="being trained by process"):
+        with study.RunLock(folder):
+            pass
+    (folder / ".lock").write_text("999999999")  # stale
+    with study.RunLock(folder):
+        assert (folder / ".lock").read_text() == str(os.getpid())
+    assert not (folder / ".lock").exists()
+
+
+def _scores(values: dict[str, list[float]]) -> pd.DataFrame:
+    rows = []
+    for run, psnrs in values.items():
+        for i, p in enumerate(psnrs):
+            rows.append(
+                {"run": run, "label": run, "test_set": "photos", "image": f"im{i}", "psnr": p, "ssim": 0.5}
+            )
+    return pd.DataFrame(rows)
+
+
+def test_compare_gives_paired_gains_and_the_papers_numbers():
+    scores = _scores({"base": [30.0, 20.0], "enlca": [30.5, 20.1]})
+    table = study.compare(scores, "table2").set_index("run")
+    assert table.loc["enlca", "photos PSNR"] == pytest.approx(25.3)
+    assert table.loc["enlca", "photos Δ"] == pytest.approx(0.3)
+    assert table.loc["enlca", "photos Δ s.e."] == pytest.approx(np.std([0.5, 0.1], ddof=1) / np.sqrt(2))
+    assert table.loc["enlca", "paper Set5 ×4 PSNR"] == 32.48
+    assert table.loc["enlca", "paper Δ"] == pytest.approx(0.27)
+
+
+def test_seed_spread():
+    scores = _scores({"base": [30.0, 20.0], "base_s1": [31.0, 21.0], "base_s2": [29.0, 19.0]})
+    spread = study.seed_spread(scores).set_index("setting")
+    assert spread.loc["base", "seeds"] == 3
+    assert spread.loc["base", "std over seeds"] == pytest.approx(1.0)
+    assert spread.loc["base", "range"] == pytest.approx(2.0)
