@@ -58,7 +58,10 @@ def _train(args: argparse.Namespace) -> int:
     config = train_config(args.profile, **{**load_config_file(args.config), **parse_sets(args.set or [])})
     train = [(lr, hr) for _, lr, hr in image_pairs(args.data, config.scale, "train")]
     val = image_pairs(args.val or args.data, config.scale, "test")
-    summary = Trainer(config, train, val, args.out).fit(resume=args.resume)
+    trainer = Trainer(config, train, val, args.out)  # under torchrun: one process of the DDP run
+    summary = trainer.fit(resume=args.resume)
+    if not trainer.is_main:
+        return 0
     print(
         f"done: step {summary['step']}, best validation Y-PSNR {summary['best_psnr']:.2f} dB, "
         f"{summary['seconds']:.0f} s; outputs in {args.out}"

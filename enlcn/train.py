@@ -5,6 +5,13 @@ exactly the weights of an uninterrupted run: every batch is a pure function of `
 (:class:`PatchBatches`), and the checkpoint holds the model (with ENLCA's projections and redraw
 counters), the optimizer, the scheduler, the step and the global torch RNG state (which the projection
 redraws and NLSA's hashing draw from).
+
+Several processes (GPUs, or CPU processes with gloo) train one model with DistributedDataParallel when
+started by torchrun: ``torchrun --nproc_per_node N -m enlcn train ...``. Rank ``r`` of ``N`` takes the
+samples ``r::N`` of the same global batch (``batch_size`` stays the global batch and must be divisible by
+``N``) and DDP averages the gradients, so the run follows the single-process run up to the order of float
+reductions. Only rank 0 writes logs, checkpoints, ``config.json`` and validates; resuming loads the
+checkpoint on every rank.
 """
 
 from __future__ import annotations
@@ -22,8 +29,10 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
 from .data.datasets import random_patch
@@ -113,6 +122,8 @@ class PatchBatches(Dataset):
     of ``patch`` pixels with the aligned HR crop of ``scale·patch``, and one of the 8 dihedral
     transforms (:func:`enlcn.data.datasets.random_patch`, shared with ``TrainPatches``). Index it with a step
     range (DataLoader with ``batch_size=None``), so workers and resuming cannot change what is drawn.
+    ``shard=(rank, world_size)`` keeps the samples ``rank::world_size`` of each batch (one process's share
+    of the global batch under DDP).
     """
 
     def __init__(
@@ -123,6 +134,7 @@ class PatchBatches(Dataset):
         batch_size: int,
         seed: int,
         total_steps: int,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         if not pairs:
             raise ValueError("PatchBatches needs at least one (lr, hr) image pair")
@@ -137,6 +149,12 @@ class PatchBatches(Dataset):
                 )
         self.pairs, self.scale, self.patch = list(pairs), scale, patch
         self.batch_size, self.seed, self.total_steps = batch_size, seed, total_steps
+        self.rank, self.world_size = shard
+        if batch_size % self.world_size:
+            raise ValueError(
+                f"batch_size {batch_size} is not divisible by the number of processes {self.world_size} "
+                "(WORLD_SIZE): batch_size is the global batch, split evenly over the processes"
+            )
 
     def __len__(self) -> int:
         return self.total_steps
@@ -147,8 +165,15 @@ class PatchBatches(Dataset):
         for _ in range(self.batch_size):
             lr, hr = self.pairs[rng.integers(len(self.pairs))]
             crops.append(random_patch(lr, hr, self.scale, self.patch, rng))
-        lrs, hrs = zip(*crops, strict=True)
+        lrs, hrs = zip(*crops[self.rank :: self.world_size], strict=True)
         return to_tensor(np.stack(lrs)), to_tensor(np.stack(hrs))
+
+
+# -- several processes (torchrun) ------------------------------------------------------------------
+def torchrun_ranks() -> tuple[int, int, int]:
+    """``(rank, local_rank, world_size)`` from torchrun's environment; ``(0, 0, 1)`` without torchrun."""
+    env = os.environ
+    return int(env.get("RANK", 0)), int(env.get("LOCAL_RANK", 0)), int(env.get("WORLD_SIZE", 1))
 
 
 # -- checkpoints -----------------------------------------------------------------------------------
@@ -179,8 +204,27 @@ class Trainer:
         device: str | None = None,
     ) -> None:
         self.config, self.out_dir = config, Path(out_dir)
+        self.rank, local_rank, self.world_size = torchrun_ranks()
+        self.distributed, self.is_main = self.world_size > 1, self.rank == 0
+        self.batches = PatchBatches(
+            train_pairs,
+            config.scale,
+            config.lr_patch,
+            config.batch_size,
+            config.seed,
+            config.total_steps,
+            shard=(self.rank, self.world_size),
+        )
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        torch.manual_seed(config.seed)
+        self.owns_process_group = False
+        if self.distributed:
+            if self.device.type == "cuda":
+                self.device = torch.device("cuda", local_rank)  # one GPU per process
+                torch.cuda.set_device(self.device)
+            if not dist.is_initialized():
+                dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+                self.owns_process_group = True
+        torch.manual_seed(config.seed)  # the same on every rank: same weights and projection redraws
         self.model = build_model(config.model, config.scale, config.preset, attention=config.attention)
         self.model.to(self.device)
         self.optimizer = torch.optim.Adam(
@@ -189,12 +233,13 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
             self.optimizer, list(config.milestones), config.gamma
         )
-        self.batches = PatchBatches(
-            train_pairs, config.scale, config.lr_patch, config.batch_size, config.seed, config.total_steps
-        )
         self.val_pairs = list(val_pairs)
         self.step, self.best_psnr = 0, -math.inf
+        # self.model stays the plain module (state_dict, validation, aux losses); self.forward trains
         self.forward = torch.compile(self.model) if config.compile else self.model
+        if self.distributed:  # every parameter gets a gradient in every step: find_unused_parameters=False
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.forward = DistributedDataParallel(self.forward, device_ids=ids)
 
     # state ----------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -221,7 +266,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.best_psnr = state["step"], state["best_psnr"]
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())  # map_location may have moved it to the GPU
 
     def checkpoint(self, name: str = "latest") -> Path:
         path = self.out_dir / "checkpoints" / f"{name}.pt"
@@ -232,20 +277,33 @@ class Trainer:
     def fit(
         self, resume: bool = False, stop_after: int | None = None, progress: bool = True
     ) -> dict[str, Any]:
-        """Train to ``config.epochs`` (or for ``stop_after`` more steps); returns a summary."""
-        from tqdm.auto import tqdm
+        """Train to ``config.epochs`` (or for ``stop_after`` more steps); returns a summary.
+
+        Under torchrun the process group this trainer opened is closed at the end: one ``fit`` per trainer.
+        """
+        try:
+            return self._fit(resume, stop_after, progress)
+        finally:
+            if self.owns_process_group:
+                dist.destroy_process_group()
+                self.owns_process_group = False
+
+    def _fit(self, resume: bool, stop_after: int | None, progress: bool) -> dict[str, Any]:
+        from tqdm import tqdm  # text bar: tqdm.auto needs ipywidgets in notebooks
 
         cfg = self.config
-        self.out_dir.mkdir(parents=True, exist_ok=True)
         latest = self.out_dir / "checkpoints" / "latest.pt"
-        if resume and latest.exists():
+        if resume and latest.exists():  # every rank loads the checkpoint
             self.load_state(torch.load(latest, map_location=self.device, weights_only=False))
-            truncate_log(self.out_dir / "train_log.csv", self.step)  # rows written after that checkpoint
+            if self.is_main:
+                truncate_log(self.out_dir / "train_log.csv", self.step)  # rows written after that checkpoint
         elif not resume and latest.exists():
             raise FileExistsError(
                 f"{self.out_dir} already holds a run; pass resume=True or use another folder"
             )
-        (self.out_dir / "config.json").write_text(json.dumps(asdict(self.config), indent=2))
+        if self.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "config.json").write_text(json.dumps(asdict(self.config), indent=2))
         end = cfg.total_steps if stop_after is None else min(cfg.total_steps, self.step + stop_after)
         # the loader gets its own generator: iterating a DataLoader draws a seed from the generator it is
         # given, and drawing it from the global RNG would shift the projection redraws after a resume
@@ -257,8 +315,12 @@ class Trainer:
             pin_memory=self.device.type == "cuda",
             generator=torch.Generator().manual_seed(cfg.seed),
         )
-        log = StepLog(self.out_dir / "train_log.csv")
-        bar = tqdm(total=end - self.step, desc=f"train {cfg.model} ×{cfg.scale}", disable=not progress)
+        log = StepLog(self.out_dir / "train_log.csv") if self.is_main else None
+        bar = tqdm(
+            total=end - self.step,
+            desc=f"train {cfg.model} ×{cfg.scale}",
+            disable=not (progress and self.is_main),
+        )
         t0 = time.perf_counter()
         self.model.train()
         for lr, hr in loader:
@@ -268,19 +330,24 @@ class Trainer:
             set_contrastive(self.model, epoch >= cfg.warmup_epochs)
             l1, cl = self.train_step(lr.to(self.device), hr.to(self.device))
             self.step += 1
-            log.write(
-                step=self.step, epoch=epoch, l1=l1, contrastive=cl, lr=self.optimizer.param_groups[0]["lr"]
-            )
+            if log is not None:
+                lr_now = self.optimizer.param_groups[0]["lr"]
+                log.write(step=self.step, epoch=epoch, l1=l1, contrastive=cl, lr=lr_now)
             bar.set_postfix(l1=f"{l1:.4f}", cl="-" if cl is None else f"{cl:.3f}")
             bar.update()
             if self.step % cfg.iters_per_epoch == 0:
                 self.scheduler.step()
                 if (self.step // cfg.iters_per_epoch) % cfg.val_every == 0:
-                    self.validate(epoch)
-            if self.step % cfg.checkpoint_every == 0 or self.step == end:
+                    if self.is_main:
+                        self.validate(epoch)
+                    self.share_rng()
+            if self.is_main and (self.step % cfg.checkpoint_every == 0 or self.step == end):
                 self.checkpoint()
         bar.close()
-        log.close()
+        if log is not None:
+            log.close()
+        if self.distributed:
+            dist.barrier()  # the last checkpoint is written before any rank returns
         return {"step": self.step, "best_psnr": self.best_psnr, "seconds": time.perf_counter() - t0}
 
     def train_step(self, lr: Tensor, hr: Tensor) -> tuple[float, float | None]:
@@ -294,9 +361,24 @@ class Trainer:
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {loss.item()} at step {self.step} (L1 {l1.item()})")
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # under DDP this also averages the gradients over the ranks
         self.optimizer.step()
+        if self.distributed:  # log the whole batch's losses: the mean of the equal-sized shards' means
+            losses = torch.stack([l1.detach().float()] + ([] if cl is None else [cl.detach().float()]))
+            dist.all_reduce(losses)
+            l1, cl = losses[0] / self.world_size, None if cl is None else losses[1] / self.world_size
         return l1.item(), None if cl is None else cl.item()
+
+    def share_rng(self) -> None:
+        """Under DDP, give every rank rank 0's RNG state (validation, on rank 0 only, may draw from it)."""
+        if not self.distributed:
+            return
+        cuda = self.device.type == "cuda"
+        states = [torch.get_rng_state(), torch.cuda.get_rng_state(self.device) if cuda else None]
+        dist.broadcast_object_list(states, src=0, device=self.device)
+        torch.set_rng_state(states[0])
+        if cuda:
+            torch.cuda.set_rng_state(states[1], self.device)
 
     @torch.no_grad()
     def validate(self, epoch: int) -> float:
