@@ -139,6 +139,10 @@ def _study(args: argparse.Namespace) -> int:
     if args.status:
         print(study.status(args.profile).to_string(index=False))
         return 0
+    import signal
+
+    # `kill` (SIGTERM) unwinds like Ctrl-C, so the session's time is recorded before the process ends
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.threads:
         import torch
 

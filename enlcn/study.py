@@ -212,18 +212,22 @@ def train_run(profile: str, run: Run, root: Path = REPO, progress: bool = True) 
         trainer = Trainer(config, [(lr, hr) for _, lr, hr in train], val, work)
         commit = git_commit()  # the code that trains this session (HEAD may move while it runs)
         t0 = time.perf_counter()
-        resume = (work / "checkpoints" / "latest.pt").exists()
-        summary = trainer.fit(resume=resume, progress=progress)
-        sessions.append(
-            {
-                "commit": commit,
-                "started_step": int(sessions[-1]["finished_step"]) if sessions else 0,
-                "finished_step": int(summary["step"]),
-                "wall_time_s": round(time.perf_counter() - t0, 1),
-                "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            }
-        )
-        write_json_atomic(sessions_path, sessions)
+        latest = work / "checkpoints" / "latest.pt"
+        resume = latest.exists()
+        start = int(torch.load(latest, map_location="cpu", weights_only=False)["step"]) if resume else 0
+        try:
+            trainer.fit(resume=resume, progress=progress)
+        finally:  # an interrupted session's time counts too (it resumes from its last checkpoint)
+            sessions.append(
+                {
+                    "commit": commit,
+                    "started_step": start,
+                    "finished_step": int(trainer.step),
+                    "wall_time_s": round(time.perf_counter() - t0, 1),
+                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                }
+            )
+            write_json_atomic(sessions_path, sessions)
         trainer.model.eval()
         scores = score(trainer.model, config.scale, tests)
         write_results(profile, run, config, trainer, scores, sessions, root)
