@@ -1,7 +1,8 @@
 """Running time and peak memory of the attention operators (paper Table 4 and appendix Table 5).
 
 ``python -m enlcn.bench [--sizes 50 100 150 200 300] [--repeats 10] [--warmup 2] [--threads T]
-[--device cpu|cuda] [--out results/bench/<device>.csv] [--quick]``
+[--device cpu|cuda] [--out results/bench/<device>.csv] [--quick] [--in-process]
+[--models [--preset paper] | --pipeline [--profile cpu]] [--model-size 128]``
 
 Every (operator, input size) is measured in a FRESH subprocess, so that its peak memory is its own: on the
 CPU the peak resident set is reset (``/proc/self/clear_refs``) after the module and the input exist, and
@@ -14,18 +15,23 @@ allocator is set to keep freed memory (:func:`warm_allocator`), as in a long-run
 
 Printed: the table, the ratios of the efficiency claims measured in this same run, and the contrastive
 loss with a partial selection (``topk``, what :func:`~enlcn.attention.contrastive.contrastive_loss` does)
-vs a full sort of every row at ``N = 48²``. Written: the table as CSV (atomically) and a JSON with
-provenance next to it.
+vs a full sort of every row at ``N = 48²``. Written: the table as CSV (atomically) and beside it a JSON
+``{"provenance": <enlcn.provenance.Provenance record>, "ratios": {name: {"value", "target"}}}``.
+
+``--models``: ENLCN vs EDSR forward at ``--model-size`` and one global ENLCN pass (``<out stem>-models``).
+``--pipeline``: for every model of :data:`PIPELINE_MODELS` under a training profile (default ``cpu``:
+batch 8 of 32² LR patches, ×4), the median time of one training step (forward, L1 + λ·contrastive loss,
+backward, Adam step, on random tensors of the profile's shapes) with the peak memory of the first step,
+and whole-image inference at ``--model-size`` (images/s, peak memory), each in a fresh process as above
+(``<out stem>-pipeline``). ``--quick`` makes every mode tiny (for tests).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
 import math
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -37,7 +43,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .provenance import cpu_model, git_commit, write_csv_atomic, write_json_atomic
+from .provenance import Provenance, hardware, load_average, write_csv_atomic, write_json_atomic
 
 CHANNELS = 64
 DEFAULT_SIZES = (50, 100, 150, 200, 300)
@@ -58,10 +64,12 @@ OPERATORS = (
     "crisscross",
     *ENLCA_OPERATORS,
 )
+#: models of the --pipeline mode (training step and inference)
+PIPELINE_MODELS = ("edsr", "enlcn", "edsr+enla", "edsr+nla", "edsr+nlsa", "edsr+crisscross")
 #: whole networks: "model-<name>-<preset>-x<scale>" (3-channel LR input of the given size)
 MODEL_OPERATORS = {
     f"model-{name}-{preset}-x{scale}": (name, preset, scale)
-    for name in ("edsr", "enlcn")
+    for name in PIPELINE_MODELS
     for preset in ("paper", "cpu", "quick")
     for scale in (2, 4)
 }
@@ -83,9 +91,31 @@ CSV_COLUMNS = (
     "threads",
     "device",
 )
+PIPELINE_COLUMNS = (
+    "model",
+    "profile",
+    "preset",
+    "scale",
+    "params",
+    "batch_size",
+    "lr_patch",
+    "train_status",
+    "train_step_ms",
+    "train_step_ms_min",
+    "train_repeats",
+    "train_peak_mem_mb",
+    "infer_size",
+    "infer_status",
+    "infer_ms",
+    "images_per_s",
+    "infer_peak_mem_mb",
+    "threads",
+    "device",
+)
 #: at most this many seconds of timed passes per operator and size (slow operators get fewer repeats)
 TIME_BUDGET_S = 6.0
 CONTRASTIVE_SIDE = 48
+MODEL_SIZE = 128
 
 
 # -- building the operators ------------------------------------------------------------------------
@@ -174,51 +204,64 @@ def warm_allocator() -> bool:
     return bool(libc.mallopt(m_trim_threshold, 1 << 30)) and bool(libc.mallopt(m_mmap_threshold, 1 << 25))
 
 
+def _first_call(fn: Callable[[], object], cuda: bool) -> tuple[float, float]:
+    """Seconds and peak memory (bytes above the memory before it) of one call of ``fn``."""
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    if cuda:
+        sync()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        base = _rss_bytes()
+        maxrss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        reset = _reset_peak_rss()
+    start = time.perf_counter()
+    fn()
+    sync()
+    first = time.perf_counter() - start
+    if cuda:
+        peak = torch.cuda.max_memory_allocated() - base
+    else:
+        hwm = _peak_rss_bytes() if reset else None
+        if hwm is not None:
+            peak = hwm - base
+        else:  # ru_maxrss only grows: a delta, or 0 if the pass stayed below the earlier peak
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - maxrss_before
+    return first, max(peak, 0)
+
+
+def _timed_calls(
+    fn: Callable[[], object], first: float, repeats: int, warmup: int, floor: int, cuda: bool
+) -> list[float]:
+    """Seconds of ``repeats`` calls after ``warmup`` (fewer, not below ``floor``, if over the budget)."""
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    if first * (warmup + repeats) > TIME_BUDGET_S:  # slow: fewer passes
+        warmup, repeats = 0, max(floor, min(repeats, int(TIME_BUDGET_S / max(first, 1e-9))))
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return times
+
+
 def measure(name: str, size: int, repeats: int, warmup: int, threads: int, device: str) -> dict:
     """Time and peak memory of one operator at ``size×size`` (call in a fresh process for the memory)."""
     warm_allocator()
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     cuda = device.startswith("cuda")
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
     fn = build_operator(name, device)
     channels = 3 if name in MODEL_OPERATORS else CHANNELS
     x = (torch.rand if name in MODEL_OPERATORS else torch.randn)(1, channels, size, size, device=device)
+    floor = min(MODEL_MIN_REPEATS, repeats) if name in MODEL_OPERATORS else 1
     with torch.inference_mode():
-        # peak memory of the first pass
-        if cuda:
-            sync()
-            torch.cuda.reset_peak_memory_stats()
-            base = torch.cuda.memory_allocated()
-        else:
-            base = _rss_bytes()
-            maxrss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-            reset = _reset_peak_rss()
-        start = time.perf_counter()
-        fn(x)
-        sync()
-        first = time.perf_counter() - start
-        if cuda:
-            peak = torch.cuda.max_memory_allocated() - base
-        else:
-            hwm = _peak_rss_bytes() if reset else None
-            if hwm is not None:
-                peak = hwm - base
-            else:  # ru_maxrss only grows: a delta, or 0 if the pass stayed below the earlier peak
-                peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - maxrss_before
-        # timing
-        if first * (warmup + repeats) > TIME_BUDGET_S:  # slow operator: fewer passes
-            floor = min(MODEL_MIN_REPEATS, repeats) if name in MODEL_OPERATORS else 1
-            warmup, repeats = 0, max(floor, min(repeats, int(TIME_BUDGET_S / max(first, 1e-9))))
-        for _ in range(warmup):
-            fn(x)
-        sync()
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn(x)
-            sync()
-            times.append(time.perf_counter() - start)
+        first, peak = _first_call(lambda: fn(x), cuda)
+        times = _timed_calls(lambda: fn(x), first, repeats, warmup, floor, cuda)
     return {
         "operator": name,
         "size": size,
@@ -229,26 +272,85 @@ def measure(name: str, size: int, repeats: int, warmup: int, threads: int, devic
         "time_ms": statistics.median(times) * 1e3,
         "time_ms_min": min(times) * 1e3,
         "repeats": len(times),
-        "peak_mem_mb": max(peak, 0) / 2**20,
+        "peak_mem_mb": peak / 2**20,
         "threads": threads,
         "device": device,
     }
 
 
+def measure_train_step(
+    model: str, profile: str, repeats: int, warmup: int, threads: int, device: str
+) -> dict:
+    """Time of one training step of ``model`` under ``profile``'s settings, peak memory of the first.
+
+    The step is the loss of Eq. 12 (L1 + ``lambda_cl`` · contrastive loss, when the model has one) on
+    random LR/HR tensors of the profile's batch and patch shapes, backward, and an Adam step.
+    """
+    import torch.nn.functional as F
+
+    from .models import build_model, contrastive_loss, count_parameters, set_contrastive
+    from .train import train_config
+
+    warm_allocator()
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    cfg = train_config(profile, model=model)
+    net = build_model(model, cfg.scale, cfg.preset, attention=cfg.attention).to(device).train()
+    set_contrastive(net, True)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=1e-8)
+    side = cfg.lr_patch
+    lr = torch.rand(cfg.batch_size, 3, side, side, device=device)
+    hr = torch.rand(cfg.batch_size, 3, side * cfg.scale, side * cfg.scale, device=device)
+
+    def step() -> None:
+        l1 = F.l1_loss(net(lr), hr)
+        cl = contrastive_loss(net)
+        loss = l1 if cl is None else l1 + cfg.lambda_cl * cl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    cuda = device.startswith("cuda")
+    first, peak = _first_call(step, cuda)
+    times = _timed_calls(step, first, repeats, warmup, min(MODEL_MIN_REPEATS, repeats), cuda)
+    return {
+        "params": count_parameters(net),
+        "train_status": "ok",
+        "train_step_ms": statistics.median(times) * 1e3,
+        "train_step_ms_min": min(times) * 1e3,
+        "train_repeats": len(times),
+        "train_peak_mem_mb": peak / 2**20,
+    }
+
+
+#: what ``--worker`` runs: spec["kind"] -> measurement
+WORKERS: dict[str, Callable[..., dict]] = {"operator": measure, "train": measure_train_step}
+
+
+def run_worker(kind: str, **spec) -> dict:
+    """Run measurement ``kind`` (:data:`WORKERS`) with keywords ``spec`` in a fresh
+    ``python -m enlcn.bench --worker`` process; its result row.
+
+    Raises ``RuntimeError`` with the last line of the worker's stderr if it failed.
+    """
+    payload = json.dumps({"kind": kind, **spec})
+    env = {**os.environ, "OMP_NUM_THREADS": str(spec["threads"])}
+    proc = subprocess.run(
+        [sys.executable, "-m", "enlcn.bench", "--worker", payload], capture_output=True, text=True, env=env
+    )
+    if proc.returncode != 0:
+        raise RuntimeError((proc.stderr.strip().splitlines() or ["(no output)"])[-1][:200])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def _measure_in_subprocess(
     name: str, size: int, repeats: int, warmup: int, threads: int, device: str
 ) -> dict:
-    spec = json.dumps(
-        dict(name=name, size=size, repeats=repeats, warmup=warmup, threads=threads, device=device)
-    )
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "enlcn.bench", "--worker", spec], capture_output=True, text=True, env=env
-    )
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-        return _row(name, size, threads, device, f"error: {tail[:200]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    try:
+        spec = dict(name=name, size=size, repeats=repeats, warmup=warmup, threads=threads, device=device)
+        return run_worker("operator", **spec)
+    except RuntimeError as exc:
+        return _row(name, size, threads, device, f"error: {exc}")
 
 
 def _row(name: str, size: int, threads: int, device: str, status: str) -> dict:
@@ -429,31 +531,95 @@ def ratio_line(name: str, value: float, target: str) -> str:
 RATIO_LINE = r"^ratio (\S+): (\S+) \(target ([^)]*)\)"
 
 
-# -- provenance and output -------------------------------------------------------------------------
-def _load_average() -> list[float] | None:
+# -- the training pipeline: training step and inference of whole models ----------------------------
+def pipeline_row(
+    model: str, profile: str, size: int, repeats: int, warmup: int, threads: int, device: str, isolate: bool
+) -> dict:
+    """One row of the ``--pipeline`` table: ``model``'s training step under ``profile`` and its
+    whole-image inference at ``size×size`` (each in a fresh process when ``isolate``)."""
+    from .train import train_config
+
+    cfg = train_config(profile, model=model)
+    row = dict.fromkeys(PIPELINE_COLUMNS, float("nan"))
+    row.update(model=model, profile=profile, preset=cfg.preset, scale=cfg.scale, batch_size=cfg.batch_size)
+    row.update(lr_patch=cfg.lr_patch, infer_size=size, threads=threads, device=device, train_repeats=0)
+    spec = dict(model=model, profile=profile, repeats=repeats, warmup=warmup, threads=threads, device=device)
     try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:  # pragma: no cover
-        return None
+        row.update(run_worker("train", **spec) if isolate else measure_train_step(**spec))
+    except RuntimeError as exc:
+        row["train_status"] = f"error: {exc}"
+    op = f"model-{model}-{cfg.preset}-x{cfg.scale}"
+    infer = run_bench([size], [op], repeats, warmup, threads, device, isolate=isolate).iloc[0]
+    row.update(infer_status=infer.status, infer_ms=infer.time_ms, infer_peak_mem_mb=infer.peak_mem_mb)
+    row["images_per_s"] = _div(1e3, infer.time_ms)
+    return row
 
 
-def provenance(args: dict, device: str, threads: int) -> dict:
-    return {
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "threads": threads,
-        "device": device,
-        "cuda_device": torch.cuda.get_device_name(0) if device.startswith("cuda") else None,
-        "cpu_model": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "git_commit": git_commit(),
-        "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "load_average_1_5_15min": _load_average(),
-        "args": args,
+def pipeline_ratios(df: pd.DataFrame) -> list[tuple[str, float, str]]:
+    """Training step and inference time of every model over EDSR's, from this run's table (``info``)."""
+    t = df.set_index("model")
+    out = []
+    for model in t.index.drop("edsr", errors="ignore"):
+        slug, size = model.replace("+", "_"), int(t.infer_size[model])
+        train = _div(t.train_step_ms[model], t.train_step_ms.get("edsr", math.nan))
+        infer = _div(t.infer_ms[model], t.infer_ms.get("edsr", math.nan))
+        out.append((f"{slug}_over_edsr_train_step", train, "info"))
+        out.append((f"{slug}_over_edsr_infer@{size}", infer, "info"))
+    return out
+
+
+# -- provenance and output -------------------------------------------------------------------------
+def start_provenance(profile: str | None, parameters: dict, device: str, threads: int) -> Provenance:
+    """The run's :class:`~enlcn.provenance.Provenance` (its load average is the one before the run)."""
+    return Provenance("enlcn.bench", profile, parameters, seed=0, hardware=hardware(device, threads))
+
+
+def write_results(
+    out: Path, table: pd.DataFrame, prov: Provenance, rat: list[tuple[str, float, str]]
+) -> None:
+    """``table`` as CSV at ``out`` and ``{"provenance", "ratios"}`` as JSON beside it (both atomic)."""
+    write_csv_atomic(out, table)
+    meta = {
+        "provenance": prov.finish().to_dict(),
+        "ratios": {name: {"value": value, "target": target} for name, value, target in rat},
     }
+    write_json_atomic(out.with_suffix(".json"), meta)
+    print(f"wrote {out} and {out.with_suffix('.json')}")
+
+
+def read_results(json_path: str | os.PathLike) -> tuple[dict, pd.DataFrame]:
+    """The JSON and the CSV beside it of one run; ``ValueError`` naming the command to re-run if the JSON
+    has the layout from before the shared provenance record."""
+    path = Path(json_path)
+    meta = json.loads(path.read_text())
+    if "provenance" not in meta:
+        mode = next((f" --{m}" for m in ("models", "pipeline") if path.stem.endswith(f"-{m}")), "")
+        raise ValueError(
+            f"{path} has the old benchmark layout (no 'provenance' record): "
+            f"re-run `python -m enlcn.bench{mode}` to regenerate it"
+        )
+    return meta, pd.read_csv(path.with_suffix(".csv"))
+
+
+def run_summary(meta: dict) -> str:
+    """One line saying where and when a run (a JSON of :func:`read_results`) was measured."""
+    prov, hw = meta["provenance"], meta["provenance"]["hardware"]
+    where = hw["gpu"] if hw["device"].startswith("cuda") and "gpu" in hw else hw["cpu"]
+    return (
+        f"{where} ({hw['device']}, {hw['torch_threads']} threads), torch {prov['versions']['torch']}, "
+        f"commit {prov['commit']}, {prov['started']}, load average {hw['load_average_1_5_15min']}"
+    )
+
+
+def _print_ratios(rat: list[tuple[str, float, str]]) -> None:
+    print("\nratios (this run):")
+    for name, value, target in rat:
+        print(ratio_line(name, value, target))
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    from .profiles import PROFILES
+
     p = argparse.ArgumentParser(prog="enlcn.bench", description=__doc__.split("\n\n")[0])
     p.add_argument(
         "--sizes", type=int, nargs="+", default=None, help="input sides (default 50 100 150 200 300)"
@@ -474,20 +640,39 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--out", default=None, help="CSV path (default results/bench/<device>.csv); JSON beside it"
     )
-    p.add_argument("--quick", action="store_true", help="tiny run for tests: 16×16, 1 repeat, no warm-up")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny run for tests: 16×16, 1 repeat, no warm-up (--pipeline: the quick profile)",
+    )
     p.add_argument(
         "--in-process",
         action="store_true",
         help="measure in this process (faster; peak memory then not per operator on the CPU)",
     )
-    p.add_argument(
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
         "--models",
         action="store_true",
         help="whole networks instead of operators: ENLCN vs EDSR forward at --model-size, and one global "
         "ENLCN pass at --global-size (writes <out stem>-models.csv/json)",
     )
+    mode.add_argument(
+        "--pipeline",
+        action="store_true",
+        help=f"training step (under --profile) and inference at --model-size of {', '.join(PIPELINE_MODELS)} "
+        "(writes <out stem>-pipeline.csv/json)",
+    )
     p.add_argument("--preset", default="paper", help="model preset for --models (default paper)")
-    p.add_argument("--model-size", type=int, default=128, help="LR side for ENLCN vs EDSR (default 128)")
+    p.add_argument(
+        "--profile",
+        default=None,
+        choices=sorted(PROFILES),
+        help="training profile for --pipeline (default cpu; quick with --quick)",
+    )
+    p.add_argument(
+        "--model-size", type=int, default=None, help=f"LR side of whole-model passes (default {MODEL_SIZE})"
+    )
     p.add_argument("--global-size", type=int, default=512, help="LR side of the global pass (0: skip)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -497,37 +682,74 @@ def run_models(args: argparse.Namespace, threads: int, device: str, out: Path) -
     """ENLCN/EDSR forward ratio and one whole-image ENLCN ×4 pass (time, peak memory), same run."""
     scale = 4
     ops = [f"model-edsr-{args.preset}-x{scale}", f"model-enlcn-{args.preset}-x{scale}"]
-    sizes = [args.model_size]
     repeats = args.repeats if args.repeats is not None else MODEL_MIN_REPEATS
     warmup = args.warmup if args.warmup is not None else 1
-    df = run_bench(sizes, ops, repeats, warmup, threads, device, isolate=not args.in_process, progress=print)
+    prov = start_provenance(None, _parameters(args, repeats=repeats, warmup=warmup), device, threads)
+    size = args.model_size
+    df = run_bench([size], ops, repeats, warmup, threads, device, isolate=not args.in_process, progress=print)
     if args.global_size:
         g = run_bench(
             [args.global_size], ops[1:], 1, 0, threads, device, isolate=not args.in_process, progress=print
         )
         df = pd.concat([df, g], ignore_index=True)
     print(df.drop(columns=["height", "width", "threads", "device"]).to_string(index=False))
-    rat = model_ratios(df, args.preset, scale, args.model_size)
+    rat = model_ratios(df, args.preset, scale, size)
     if args.global_size:
         peak_gb = float(df[df["size"] == args.global_size].peak_mem_mb.iloc[0]) / 1024
         rat.append((f"enlcn_{args.preset}_x{scale}_global_pass@{args.global_size}_peak_gb", peak_gb, "<= 24"))
-    print("\nratios (this run):")
-    for name, value, target in rat:
-        print(ratio_line(name, value, target))
-    out = out.with_name(out.stem + "-models.csv")
-    write_csv_atomic(out, df)
-    meta = provenance(vars(args) | {"repeats": repeats, "warmup": warmup}, device, threads)
-    meta["ratios"] = {name: {"value": value, "target": target} for name, value, target in rat}
-    write_json_atomic(out.with_suffix(".json"), meta)
-    print(f"wrote {out} and {out.with_suffix('.json')}")
+    _print_ratios(rat)
+    write_results(out.with_name(out.stem + "-models.csv"), df, prov, rat)
     return 0
+
+
+def run_pipeline(args: argparse.Namespace, threads: int, device: str, out: Path) -> int:
+    """Training step time and inference throughput / peak memory of :data:`PIPELINE_MODELS`."""
+    from .train import train_config
+
+    profile = args.profile or ("quick" if args.quick else "cpu")
+    repeats = args.repeats if args.repeats is not None else (1 if args.quick else 10)
+    warmup = args.warmup if args.warmup is not None else (0 if args.quick else 2)
+    size = args.model_size
+    cfg = train_config(profile)
+    params = _parameters(args, profile=profile, preset=cfg.preset, repeats=repeats, warmup=warmup)
+    prov = start_provenance(profile, params, device, threads)
+    print(
+        f"enlcn bench --pipeline: profile={profile} (preset {cfg.preset}, ×{cfg.scale}, batch "
+        f"{cfg.batch_size} of {cfg.lr_patch}² LR patches), inference at {size}², device={device} "
+        f"threads={threads} repeats={repeats} warmup={warmup}"
+    )
+    rows = []
+    for model in PIPELINE_MODELS:
+        rows.append(pipeline_row(model, profile, size, repeats, warmup, threads, device, not args.in_process))
+        r = rows[-1]
+        print(f"{model:>16} train {r['train_step_ms']:10.1f} ms  infer {r['images_per_s']:8.2f} images/s")
+    df = pd.DataFrame(rows, columns=list(PIPELINE_COLUMNS))
+    shown = ["model", "params", "train_step_ms", "train_peak_mem_mb", "infer_ms", "images_per_s"]
+    shown += ["infer_peak_mem_mb", "train_status", "infer_status"]
+    with pd.option_context("display.width", 200):
+        print(df[shown].to_string(index=False))
+    rat = pipeline_ratios(df)
+    _print_ratios(rat)
+    write_results(out.with_name(out.stem + "-pipeline.csv"), df, prov, rat)
+    return 0
+
+
+def _parameters(args: argparse.Namespace, **resolved) -> dict:
+    """The run's arguments with the defaults it resolved (the provenance record's ``parameters``)."""
+    return {k: v for k, v in vars(args).items() if k != "worker"} | resolved
+
+
+def _warn_if_loaded() -> None:
+    load = load_average()
+    if load and load[0] > 0.25 * (os.cpu_count() or 1):
+        print(f"warning: load average {load[0]} before the run: other processes share the CPU and skew times")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.worker:  # one measurement in this fresh process; prints a JSON line
         spec = json.loads(args.worker)
-        print(json.dumps(measure(**spec)))
+        print(json.dumps(WORKERS[spec.pop("kind")](**spec)))
         return 0
     quick = args.quick
     sizes = args.sizes or (QUICK_SIZES if quick else DEFAULT_SIZES)
@@ -535,17 +757,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     warmup = args.warmup if args.warmup is not None else (0 if quick else 2)
     threads = args.threads or torch.get_num_threads()
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    args.model_size = args.model_size or (QUICK_SIZES[0] if quick else MODEL_SIZE)
     operators = tuple(args.operators or OPERATORS)
     out = Path(args.out or f"results/bench/{device.split(':')[0]}.csv")
+    _warn_if_loaded()
     if args.models:
         return run_models(args, threads, device, out)
+    if args.pipeline:
+        return run_pipeline(args, threads, device, out)
     print(
         f"enlcn bench: device={device} threads={threads} sizes={list(sizes)} "
         f"repeats={repeats} warmup={warmup}"
     )
-    load = _load_average()
-    if load and load[0] > 0.25 * (os.cpu_count() or 1):
-        print(f"warning: load average {load[0]} before the run: other processes share the CPU and skew times")
+    prov = start_provenance(
+        None, _parameters(args, sizes=list(sizes), repeats=repeats, warmup=warmup), device, threads
+    )
     df = run_bench(
         sizes,
         operators,
@@ -561,17 +787,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     full = pd.concat([df, pd.DataFrame(contrastive)], ignore_index=True)
     with pd.option_context("display.width", 200, "display.max_rows", 500, "display.max_colwidth", 70):
         print(full.drop(columns=["height", "width", "threads", "device"]).to_string(index=False))
-    print("\nratios (this run):")
     rat = ratios(df, contrastive)
-    for name, value, target in rat:
-        print(ratio_line(name, value, target))
-    write_csv_atomic(out, full)
-    meta = provenance(
-        vars(args) | {"sizes": list(sizes), "repeats": repeats, "warmup": warmup}, device, threads
-    )
-    meta["ratios"] = {name: {"value": value, "target": target} for name, value, target in rat}
-    write_json_atomic(out.with_suffix(".json"), meta)
-    print(f"wrote {out} and {out.with_suffix('.json')}")
+    _print_ratios(rat)
+    write_results(out, full, prov, rat)
     return 0
 
 

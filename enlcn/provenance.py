@@ -52,17 +52,33 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def hardware() -> dict[str, Any]:
-    """CPU, core count, torch threads and the GPU if there is one."""
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15-minute load averages (other processes on the CPU skew timings), or None."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:  # pragma: no cover - not available
+        return None
+
+
+def hardware(device: str | None = None, threads: int | None = None) -> dict[str, Any]:
+    """CPU, core count, torch threads, the device, the load average and the GPU if there is one.
+
+    ``device`` and ``threads`` name what a measurement chose itself (default: torch's default device and
+    thread count in this process).
+    """
     import torch
 
+    cuda = torch.cuda.is_available()
+    device = device or ("cuda" if cuda else "cpu")
     info: dict[str, Any] = {
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": threads or torch.get_num_threads(),
+        "device": device,
+        "load_average_1_5_15min": load_average(),
     }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
+    if cuda:
+        info["gpu"] = torch.cuda.get_device_name(device if device.startswith("cuda") else 0)
     return info
 
 
@@ -86,10 +102,14 @@ def versions() -> dict[str, str]:
 
 @dataclass
 class Provenance:
-    """Where a result came from. ``wall_time_s`` is filled by :meth:`finish`."""
+    """Where a result came from. ``wall_time_s`` is filled by :meth:`finish`.
+
+    ``notebook`` names what produced the result (a notebook, or a module such as ``enlcn.bench``);
+    ``profile`` is None for results that no profile selects (the operator benchmark).
+    """
 
     notebook: str
-    profile: str
+    profile: str | None
     parameters: dict[str, Any]
     seed: int | None
     commit: str = field(default_factory=git_commit)
@@ -121,7 +141,7 @@ class Provenance:
 
 
 def provenance(
-    notebook: str, profile: str, parameters: dict[str, Any], seed: int | None = None
+    notebook: str, profile: str | None, parameters: dict[str, Any], seed: int | None = None
 ) -> Provenance:
     """Start a provenance record for ``notebook`` run under ``profile`` with ``parameters``."""
     return Provenance(notebook=notebook, profile=profile, parameters=dict(parameters), seed=seed)

@@ -61,8 +61,25 @@ def test_quick_bench_prints_ratios_that_parse(quick_run):
 def test_provenance_json(quick_run):
     _, out, _ = quick_run
     meta = json.loads(out.with_suffix(".json").read_text())
-    for key in ("torch", "threads", "cpu_model", "git_commit", "timestamp", "args", "ratios"):
-        assert key in meta
+    assert set(meta) == {"provenance", "ratios"}
+    prov = meta["provenance"]
+    assert prov["notebook"] == "enlcn.bench" and prov["profile"] is None and prov["wall_time_s"] >= 0
+    assert prov["parameters"]["quick"] and prov["parameters"]["sizes"] == list(bench.QUICK_SIZES)
+    assert prov["versions"]["torch"] and prov["commit"] and prov["started"]
+    assert {"cpu", "cores", "torch_threads", "device", "load_average_1_5_15min"} <= set(prov["hardware"])
+    assert prov["hardware"]["device"] == "cpu"
+    assert all(set(r) == {"value", "target"} for r in meta["ratios"].values())
+    read_meta, table = bench.read_results(out.with_suffix(".json"))
+    assert read_meta == meta and len(table) > 0
+
+
+def test_old_layout_is_an_error_naming_the_command(tmp_path):
+    old = {"torch": "2", "threads": 2, "cpu_model": "x", "git_commit": "abc", "timestamp": "t", "ratios": {}}
+    for stem, mode in (("cpu", ""), ("cpu-models", " --models"), ("gpu-pipeline", " --pipeline")):
+        command = f"`python -m enlcn.bench{mode}`"
+        (tmp_path / f"{stem}.json").write_text(json.dumps(old))
+        with pytest.raises(ValueError, match=re.escape(command)):
+            bench.read_results(tmp_path / f"{stem}.json")
 
 
 def test_isolated_measurement_and_skip_rows():
@@ -94,3 +111,52 @@ def test_models_mode_writes_ratios(tmp_path, capsys):
     table = pd.read_csv(tmp_path / "cpu-models.csv")
     assert list(table.operator) == ["model-edsr-quick-x4", "model-enlcn-quick-x4", "model-enlcn-quick-x4"]
     assert (table.status == "ok").all()
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pipeline") / "cpu.csv"
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = bench.main(["--pipeline", "--quick", "--in-process", "--out", str(out), "--device", "cpu"])
+    return rc, out.with_name("cpu-pipeline.csv"), buf.getvalue()
+
+
+def test_pipeline_writes_a_row_per_model(pipeline_run):
+    rc, csv, text = pipeline_run
+    assert rc == 0
+    df = pd.read_csv(csv)
+    assert list(df.columns) == list(bench.PIPELINE_COLUMNS)
+    assert list(df.model) == list(bench.PIPELINE_MODELS)
+    assert (df.train_status == "ok").all() and (df.infer_status == "ok").all()
+    assert (df.profile == "quick").all() and (df.preset == "quick").all()
+    for col in ("params", "train_step_ms", "train_repeats", "infer_ms", "images_per_s"):
+        assert (df[col] > 0).all(), col
+    assert (df.train_peak_mem_mb >= 0).all() and (df.infer_peak_mem_mb >= 0).all()
+    # the printed table: a header with the columns, then one line per model with positive numbers
+    lines = text.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["model", "params"])
+    for model, line in zip(bench.PIPELINE_MODELS, lines[header + 1 :], strict=False):
+        fields = line.split()
+        assert fields[0] == model and fields[-2:] == ["ok", "ok"]
+        assert all(float(v) >= 0 for v in fields[1:-2]) and float(fields[2]) > 0
+
+
+def test_pipeline_json_has_the_shared_provenance(pipeline_run):
+    _, csv, text = pipeline_run
+    meta, table = bench.read_results(csv.with_suffix(".json"))
+    prov = meta["provenance"]
+    assert prov["notebook"] == "enlcn.bench" and prov["profile"] == "quick"
+    assert prov["parameters"]["pipeline"] and prov["parameters"]["model_size"] == bench.QUICK_SIZES[0]
+    assert len(table) == len(bench.PIPELINE_MODELS)
+    printed = {m.group(1) for m in (re.match(bench.RATIO_LINE, line) for line in text.splitlines()) if m}
+    assert printed == set(meta["ratios"]) and "enlcn_over_edsr_train_step" in printed
+
+
+def test_training_step_measured_in_a_fresh_process():
+    spec = dict(model="enlcn", profile="quick", repeats=1, warmup=0, threads=1, device="cpu")
+    row = bench.run_worker("train", **spec)
+    assert row["train_status"] == "ok" and row["train_step_ms"] > 0 and row["train_peak_mem_mb"] > 0
