@@ -23,6 +23,8 @@ TORCH_INDEX_URL ?=
 PROFILE         ?= cpu
 PYTEST_ARGS     ?=
 NOTEBOOKS       ?=
+# extra papermill parameters, e.g. NB_PARAMS="train_missing=false" (show only finished training runs)
+NB_PARAMS       ?=
 # -W turns Sphinx warnings into errors (nothing is silently ignored), --keep-going reports all of them
 # before failing, --all re-reads every page so a warning cannot hide in an incremental build.
 JB_FLAGS        ?= --all -W --keep-going
@@ -90,7 +92,7 @@ lint: $(STAMP)
 # book/deviations.md from enlcn.variants, then build. `make book-html` skips the papermill step.
 book: $(KERNEL)
 	$(PY) tools/run_notebooks.py --profile $(PROFILE) --kernel $(KERNEL_NAME) \
-	  --input-dir notebooks --output-dir book/notebooks $(NOTEBOOKS)
+	  --input-dir notebooks --output-dir book/notebooks $(foreach p,$(NB_PARAMS),--param $(p)) $(NOTEBOOKS)
 	$(PY) book/gen_deviations.py --output book/deviations.md
 	$(VENV)/bin/jupyter-book build book $(JB_FLAGS)
 	@echo ">> book: file://$(CURDIR)/book/_build/html/index.html"

@@ -361,6 +361,8 @@ def compare(scores: pd.DataFrame, experiment: str, baseline: str = "base") -> pd
     The gain is the mean over images of the per-image difference (paired), with its standard error.
     Paper columns are NaN where the paper has no number for the run (e.g. the k sweep is only a plot).
     """
+    if scores.empty:
+        return pd.DataFrame()
     paper = PAPER_PSNR.get(experiment, {"values": {}, "dataset": ""})
     wide = scores.pivot_table(index=["test_set", "image"], columns="run", values="psnr")
     rows = []

@@ -246,3 +246,26 @@ def test_book_builds_offline(tmp_path, gen):
         assert f"<p>{header}</p>" in deviations, f"column header {header!r} missing from deviations.html"
     for nb in sorted((book / "notebooks").glob("*.ipynb")):
         assert (html / "notebooks" / (nb.stem + ".html")).exists(), f"{nb.name} not in the built book"
+
+
+def test_run_notebooks_passes_extra_parameters(runner, tmp_path):
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    _write_notebook(src / "p.ipynb", "assert train_missing is False and n == 3, (train_missing, n)")
+    rc = runner.main(
+        [
+            "--input-dir",
+            str(src),
+            "--output-dir",
+            str(out),
+            "--kernel",
+            "python3",
+            "--param",
+            "train_missing=false",
+            "--param",
+            "n=3",
+        ]
+    )
+    assert rc == 0 and (out / "p.ipynb").exists()
+    with pytest.raises(SystemExit):
+        runner.main(["--input-dir", str(src), "--param", "not a name=1"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -116,3 +117,8 @@ def test_seed_spread():
     assert spread.loc["base", "seeds"] == 3
     assert spread.loc["base", "std over seeds"] == pytest.approx(1.0)
     assert spread.loc["base", "range"] == pytest.approx(2.0)
+
+
+def test_compare_and_spread_of_no_finished_runs_are_empty():
+    empty = study.ensure("quick", "table2", train_missing=False, root=Path("/nonexistent"))
+    assert empty.empty and study.compare(empty, "table2").empty and study.seed_spread(empty).empty

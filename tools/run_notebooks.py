@@ -55,6 +55,7 @@ def run_one(
     profile: str,
     kernel: str,
     timeout: float | None,
+    extra: dict | None = None,
 ) -> Path:
     import papermill as pm  # imported here so `--help` works without papermill
 
@@ -66,7 +67,7 @@ def run_one(
         pm.execute_notebook(
             str(src),
             str(tmp),
-            parameters={"profile": profile},
+            parameters={"profile": profile, **(extra or {})},
             kernel_name=kernel,
             language="python",  # the study's notebooks are Python; needed when one lacks kernelspec metadata
             cwd=str(src.resolve().parent),
@@ -93,6 +94,19 @@ def run_one(
     return final
 
 
+def parse_params(items: list[str]) -> dict:
+    """``["a=1", "b=false"]`` → ``{"a": 1, "b": False}`` (values parsed as YAML, as papermill's ``-y``)."""
+    import yaml  # papermill depends on PyYAML
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise ValueError(f"--param expects KEY=VALUE with a Python name as KEY, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("notebooks", nargs="*", help="notebooks to run (default: every *.ipynb in --input-dir)")
@@ -107,8 +121,19 @@ def main(argv: list[str] | None = None) -> int:
         help="where a failed run's partial output is kept",
     )
     ap.add_argument("--timeout", type=float, default=None, help="per-cell timeout in seconds (default none)")
+    ap.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="another papermill parameter (YAML value, e.g. train_missing=false); repeatable",
+    )
     ap.add_argument("--keep-going", action="store_true", help="run the remaining notebooks after a failure")
     args = ap.parse_args(argv)
+    try:
+        extra = parse_params(args.param)
+    except ValueError as exc:
+        ap.error(str(exc))
 
     # Leftovers of a run that was killed hard (SIGKILL) are never valid output.
     if args.output_dir.is_dir():
@@ -138,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                 profile=args.profile,
                 kernel=args.kernel,
                 timeout=args.timeout,
+                extra=extra,
             )
         except NotebookFailed as exc:
             print(f"run_notebooks: ERROR: {exc}", file=sys.stderr, flush=True)
