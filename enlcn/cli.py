@@ -147,6 +147,10 @@ def _study(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    for name in args.runs or []:  # single runs first, in the order given
+        if not study.is_done(args.profile, study.get_run(name)):
+            study.train_run(args.profile, study.get_run(name), progress=not args.no_progress)
+        print(f"== {name} ({args.profile}): done")
     for experiment in args.experiments:
         scores = study.ensure(args.profile, experiment, progress=not args.no_progress)
         print(f"== {experiment} ({args.profile})")
@@ -205,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="quick")
     p.add_argument("--status", action="store_true", help="list the runs and how far each got")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    p.add_argument("--runs", nargs="+", metavar="RUN", help="train these runs first, in this order")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     p.set_defaults(func=_study)
 
