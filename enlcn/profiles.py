@@ -1,9 +1,9 @@
 """Named settings: model presets and the profiles that pick them.
 
 A *model preset* fixes the size of the network (:class:`ModelPreset`); a *profile* (:class:`Profile`)
-names a whole setting of the study — for now only which model preset it uses; training, data and
-notebook settings are added to :class:`Profile` as fields with defaults, so existing profiles keep
-working. Look names up with :func:`get_model_preset` and :func:`get_profile`: an unknown name is an
+names a whole setting of the study: its model preset, the training settings (``train``, applied by
+:func:`enlcn.train.train_config`), the data of the training studies (:class:`StudyData`) and the
+settings of the notebooks that train nothing (:class:`AblationK`). Look names up with :func:`get_model_preset` and :func:`get_profile`: an unknown name is an
 error that lists the known ones.
 
 Presets:
@@ -72,14 +72,20 @@ class AblationK:
 
 @dataclass(frozen=True)
 class StudyData:
-    """Offline data of the training studies (:mod:`enlcn.study`); DIV2K/Set5 need a download.
+    """Data of the training studies (:mod:`enlcn.study`).
 
-    Training: the scikit-image training photographs plus ``selfsim_train`` procedural self-similar
-    images; validation (checkpoint choice is *not* made on it, it only logs progress): ``selfsim_val``
-    images; tests: the scikit-image test photographs and ``selfsim_test`` images. The three procedural
-    sets use different seeds, so no image is shared.
+    ``source="offline"`` (quick, cpu): training on the scikit-image training photographs plus
+    ``selfsim_train`` procedural self-similar images; validation (it only logs progress, no checkpoint
+    is chosen on it) on ``selfsim_val`` images; tests on the scikit-image test photographs and
+    ``selfsim_test`` images. The three procedural sets use different seeds, so no image is shared.
+
+    ``source="standard"`` (paper): DIV2K train HR (800 images) for training, the first
+    ``standard_val`` DIV2K validation images for validation, and the five benchmark sets for tests,
+    from ``$ENLCN_DATA`` (default ``data/``) in the layout ``enlcn data fetch`` writes.
     """
 
+    source: str = "offline"  # offline | standard
+    standard_val: int = 10
     selfsim_size: int = 256  # HR side of the procedural images
     selfsim_train: int = 16
     selfsim_val: int = 4
@@ -111,6 +117,7 @@ PROFILES: dict[str, Profile] = {
             "paper",
             "the paper's models and schedule (needs a GPU and days)",
             ablation_k=AblationK(draws=20000, image_size=64, queries=256, repeats=16),
+            study_data=StudyData(source="standard"),
             train=(
                 ("preset", "paper"),
                 ("scale", 4),

@@ -135,6 +135,10 @@ def study_data(profile: str, scale: int) -> tuple[Pairs, Pairs, dict[str, Pairs]
     from .data.synthetic import SelfSimilarSet, skimage_images
 
     d: StudyData = get_profile(profile).study_data
+    if d.source == "standard":
+        return standard_data(scale, d.standard_val)
+    if d.source != "offline":
+        raise ValueError(f"profile {profile!r}: unknown study data source {d.source!r} (offline | standard)")
 
     def photos(split: str) -> Pairs:
         return [(n, bicubic_downscale(hr, scale), modcrop(hr, scale)) for n, hr in skimage_images(split)]
@@ -145,6 +149,28 @@ def study_data(profile: str, scale: int) -> tuple[Pairs, Pairs, dict[str, Pairs]
     train = photos("train") + selfsim(d.selfsim_train, d.seeds[0])
     val = selfsim(d.selfsim_val, d.seeds[1])
     tests = {"photos": photos("test"), "selfsim": selfsim(d.selfsim_test, d.seeds[2])}
+    return train, val, tests
+
+
+def standard_data(scale: int, n_val: int, root: str | os.PathLike | None = None):
+    """DIV2K train / first ``n_val`` DIV2K valid / the five benchmark sets, from ``root``.
+
+    ``root`` defaults to ``$ENLCN_DATA`` or ``data/``; a missing folder is a FileNotFoundError that says
+    how to get it (``enlcn data fetch``; needs internet).
+    """
+    from .data.datasets import BENCHMARKS, benchmark_dataset, div2k
+
+    root = Path(root or os.environ.get("ENLCN_DATA", REPO / "data"))
+    try:
+        train = list(div2k(root, "train", scale))
+        val = list(div2k(root, "valid", scale))[:n_val]
+        tests = {name: list(benchmark_dataset(root, name, scale)) for name in BENCHMARKS}
+    except FileNotFoundError as err:
+        raise FileNotFoundError(
+            f"{err}. The paper profile trains on DIV2K and tests on {', '.join(BENCHMARKS)} under {root}: "
+            f"`enlcn data fetch DIV2K_train_HR --root {root}/DIV2K` (and DIV2K_valid_HR the same way) and "
+            f"`enlcn data fetch benchmark --root {root}` (needs internet)"
+        ) from err
     return train, val, tests
 
 

@@ -122,3 +122,26 @@ def test_seed_spread():
 def test_compare_and_spread_of_no_finished_runs_are_empty():
     empty = study.ensure("quick", "table2", train_missing=False, root=Path("/nonexistent"))
     assert empty.empty and study.compare(empty, "table2").empty and study.seed_spread(empty).empty
+
+
+def test_paper_profile_uses_div2k_and_the_benchmarks_and_says_how_to_get_them(tmp_path):
+    from enlcn.profiles import get_profile
+
+    assert get_profile("paper").study_data.source == "standard"
+    with pytest.raises(FileNotFoundError, match="enlcn data fetch DIV2K_train_HR"):
+        study.standard_data(4, 10, root=tmp_path)
+    # a minimal layout: one DIV2K train/valid image, one image per benchmark set
+    from enlcn.data.datasets import BENCHMARKS
+    from enlcn.data.images import save_rgb
+
+    img = (np.random.default_rng(0).random((24, 28, 3)) * 255).astype(np.uint8)
+    for folder in (
+        "DIV2K/DIV2K_train_HR",
+        "DIV2K/DIV2K_valid_HR",
+        *(f"benchmark/{b}/HR" for b in BENCHMARKS),
+    ):
+        save_rgb(tmp_path / folder / "0001.png", img)
+    train, val, tests = study.standard_data(4, 10, root=tmp_path)
+    assert len(train) == len(val) == 1 and set(tests) == set(BENCHMARKS)
+    name, lr, hr = tests["Set5"][0]
+    assert hr.shape == (24, 28, 3) and lr.shape == (6, 7, 3)
