@@ -456,3 +456,62 @@ def load_curves(
         if (res / "val_log.csv").exists():
             val[run.name] = pd.read_csv(res / "val_log.csv")
     return epochs, val
+
+
+#: The paper's ablation claims as (claim, run, reference run, table of :data:`PAPER_PSNR` or None).
+CLAIMS: tuple[tuple[str, str, str, str | None], ...] = (
+    ("ENLCN beats EDSR", "enlca", "base", "table2"),
+    ("ENLA beats EDSR", "enla", "base", "table2"),
+    ("×k helps ENLA", "enla_k", "enla", "table2"),
+    ("contrastive loss helps ENLA", "enla_cl", "enla", "table2"),
+    ("k = 6 beats k = 2", "enlca", "enlca_k2", None),
+    ("k = 6 beats k = 8", "enlca", "enlca_k8", None),
+    ("ENLCA beats Non-Local", "enlca", "nla", "table6"),
+    ("ENLCA beats Criss-Cross", "enlca", "crisscross", "table6"),
+    ("ENLCA beats NLSA", "enlca", "nlsa", "table6"),
+)
+
+
+def paper_gain(table: str | None, run: str, ref: str) -> tuple[float | None, str]:
+    """The paper's PSNR gain of ``run`` over ``ref`` in ``table`` and where it is from."""
+    if table is None:
+        return None, "Figure 6 (plot only; the text says k = 6 is best)"
+    paper = PAPER_PSNR[table]
+    gain = round(paper["values"][run] - paper["values"][ref], 4)
+    return gain, f"{paper['source']}, {paper['dataset']}"
+
+
+def verdicts(scores: pd.DataFrame, z: float = 2.0) -> pd.DataFrame:
+    """Each claim of :data:`CLAIMS` judged against the run-to-run noise, per test set.
+
+    ``Δ`` is the difference of the two runs' mean PSNR. The noise of one run's mean PSNR is taken as the
+    largest standard deviation over seeds in :func:`seed_spread` (needs ≥ 2 seeds of a setting); the
+    difference of two runs then has standard deviation ``√2·σ``. A claim is *supported* when
+    ``Δ > z·√2·σ``, *contradicted* when ``Δ < −z·√2·σ``, and *not resolved* otherwise; with no noise
+    estimate, or a run missing, it says so.
+    """
+    spread = seed_spread(scores)
+    means = scores.groupby(["run", "test_set"])["psnr"].mean() if not scores.empty else pd.Series()
+    test_sets = sorted(scores["test_set"].unique()) if not scores.empty else []
+    rows = []
+    for claim, run, ref, table in CLAIMS:
+        gain, where = paper_gain(table, run, ref)
+        for test_set in test_sets:
+            sigmas = spread.loc[spread.test_set == test_set, "std over seeds"].dropna() if len(spread) else []
+            sigma = float(np.max(sigmas)) if len(sigmas) else np.nan
+            row = {"claim": claim, "paper": where, "paper Δ": gain, "test set": test_set}
+            if (run, test_set) not in means or (ref, test_set) not in means:
+                rows.append({**row, "verdict": "not run yet"})
+                continue
+            delta = float(means[(run, test_set)] - means[(ref, test_set)])
+            bound = z * np.sqrt(2) * sigma
+            if np.isnan(sigma):
+                verdict = "no noise estimate yet (needs ≥ 2 seeds)"
+            elif delta > bound:
+                verdict = "supported"
+            elif delta < -bound:
+                verdict = "contradicted"
+            else:
+                verdict = "not resolved (within noise)"
+            rows.append({**row, "our Δ": delta, f"noise ({z:g}·√2·σ)": bound, "verdict": verdict})
+    return pd.DataFrame(rows)

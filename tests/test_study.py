@@ -145,3 +145,31 @@ def test_paper_profile_uses_div2k_and_the_benchmarks_and_says_how_to_get_them(tm
     assert len(train) == len(val) == 1 and set(tests) == set(BENCHMARKS)
     name, lr, hr = tests["Set5"][0]
     assert hr.shape == (24, 28, 3) and lr.shape == (6, 7, 3)
+
+
+def test_verdicts_weigh_each_gain_against_the_seed_noise():
+    # base seeds: means 25, 26, 24 → σ = 1; noise bound 2·√2·1 ≈ 2.83
+    scores = _scores(
+        {
+            "base": [25.0, 25.0],
+            "base_s1": [26.0, 26.0],
+            "base_s2": [24.0, 24.0],
+            "enlca": [28.0, 28.0],  # +3.0: supported
+            "enla": [26.0, 26.0],  # +1.0: within noise
+            "nla": [31.5, 31.5],  # ENLCA − NLA = −3.5: contradicted
+        }
+    )
+    v = study.verdicts(scores).set_index("claim")
+    assert v.loc["ENLCN beats EDSR", "verdict"] == "supported"
+    assert v.loc["ENLCN beats EDSR", "our Δ"] == pytest.approx(3.0)
+    assert v.loc["ENLA beats EDSR", "verdict"] == "not resolved (within noise)"
+    assert v.loc["ENLCA beats Non-Local", "verdict"] == "contradicted"
+    assert v.loc["ENLCA beats NLSA", "verdict"] == "not run yet"
+    no_seeds = study.verdicts(_scores({"base": [25.0], "enlca": [28.0]})).set_index("claim")
+    assert no_seeds.loc["ENLCN beats EDSR", "verdict"].startswith("no noise estimate")
+
+
+def test_paper_gains_come_from_the_papers_tables():
+    assert study.paper_gain("table2", "enlca", "base")[0] == pytest.approx(0.27)
+    assert study.paper_gain("table6", "enlca", "nlsa")[0] == pytest.approx(0.16)
+    assert study.paper_gain(None, "enlca", "enlca_k2")[0] is None
