@@ -3,8 +3,8 @@
 A *model preset* fixes the size of the network (:class:`ModelPreset`); a *profile* (:class:`Profile`)
 names a whole setting of the study: its model preset, the training settings (``train``, applied by
 :func:`enlcn.train.train_config`), the data of the training studies (:class:`StudyData`) and the
-settings of the notebooks that train nothing (:class:`AblationK`). Look names up with :func:`get_model_preset` and :func:`get_profile`: an unknown name is an
-error that lists the known ones.
+settings of the notebooks that train nothing (:class:`AblationK`). Look names up with
+:func:`get_model_preset` and :func:`get_profile`: an unknown name is an error that lists the known ones.
 
 Presets:
 
