@@ -233,6 +233,13 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
             self.optimizer, list(config.milestones), config.gamma
         )
+        if config.bf16 and self.device.type != "cuda":
+            import warnings
+
+            warnings.warn(
+                f"TrainConfig.bf16 is CUDA-only (autocast to bfloat16); training on {self.device} in float32",
+                stacklevel=2,
+            )
         self.val_pairs = list(val_pairs)
         self.step, self.best_psnr = 0, -math.inf
         # self.model stays the plain module (state_dict, validation, aux losses); self.forward trains

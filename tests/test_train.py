@@ -110,3 +110,23 @@ def test_profiles_give_typed_training_settings():
     assert (paper.total_steps, paper.beta2, paper.warmup_epochs) == (1_000_000, 0.99, 150)
     with pytest.raises(ValueError, match="unknown profile"):
         train_config("laptop")
+
+
+def test_bf16_on_cpu_warns_and_trains_in_float32(tmp_path):
+    with pytest.warns(UserWarning, match="bf16 is CUDA-only"):
+        trainer = Trainer(config(bf16=True, epochs=1, iters_per_epoch=2), pairs(), [], tmp_path, device="cpu")
+    trainer.fit(progress=False)
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_compiled_training_follows_eager_training(tmp_path):
+    """torch.compile (inductor on CPU) gives the same losses as eager mode, to float tolerance."""
+    logs = []
+    for compiled in (False, True):
+        out = tmp_path / ("compiled" if compiled else "eager")
+        cfg = config(model="edsr", attention={}, epochs=1, iters_per_epoch=4, compile=compiled)
+        Trainer(cfg, pairs(), [], out, device="cpu").fit(progress=False)
+        logs.append(np.loadtxt(out / "train_log.csv", delimiter=",", skiprows=1, usecols=2))
+    np.testing.assert_allclose(logs[1], logs[0], rtol=1e-4)
