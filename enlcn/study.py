@@ -515,3 +515,17 @@ def verdicts(scores: pd.DataFrame, z: float = 2.0) -> pd.DataFrame:
                 verdict = "not resolved (within noise)"
             rows.append({**row, "our Δ": delta, f"noise ({z:g}·√2·σ)": bound, "verdict": verdict})
     return pd.DataFrame(rows)
+
+
+def bicubic_scores(profile: str) -> pd.DataFrame:
+    """Per-image scores of MATLAB-bicubic upscaling on the profile's test sets: the no-learning floor."""
+    from .data.resize import imresize_matlab
+    from .metrics import dataset_scores
+
+    scale = BASE.config(profile).scale
+    frames = []
+    for test_set, pairs in study_data(profile, scale)[2].items():
+        up = [(name, imresize_matlab(lr, scale), hr) for name, lr, hr in pairs]
+        table = dataset_scores(up, scale)
+        frames.append(table[table["image"] != "mean"].assign(test_set=test_set))
+    return pd.concat(frames, ignore_index=True).assign(run="bicubic", label="bicubic (no learning)")

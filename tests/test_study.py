@@ -173,3 +173,11 @@ def test_paper_gains_come_from_the_papers_tables():
     assert study.paper_gain("table2", "enlca", "base")[0] == pytest.approx(0.27)
     assert study.paper_gain("table6", "enlca", "nlsa")[0] == pytest.approx(0.16)
     assert study.paper_gain(None, "enlca", "enlca_k2")[0] is None
+
+
+def test_bicubic_floor_scores_every_test_image():
+    scores = study.bicubic_scores("quick")
+    assert set(scores.test_set) == {"photos", "selfsim"} and (scores.run == "bicubic").all()
+    assert scores.psnr.between(10, 60).all()
+    photos, _, _ = zip(*study.study_data("quick", 2)[2]["photos"], strict=True)
+    assert list(scores[scores.test_set == "photos"].image) == list(photos)
