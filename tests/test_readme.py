@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -22,3 +24,20 @@ def test_readme_example_runs(capsys):
 def test_readme_has_the_two_commands():
     text = README.read_text()
     assert "make book" in text and "make test" in text
+
+
+def test_readme_correlation_example_runs_on_the_committed_cpu_model(monkeypatch):
+    """Runs once the cpu-profile ENLCN's weights are committed (results/cpu/study/enlca/weights.pt)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from enlcn import study
+
+    if not (study.result_dir("cpu", study.ENLCA) / "weights.pt").exists():
+        pytest.skip("the cpu-profile ENLCN has not been trained yet (enlcn study --profile cpu)")
+    text = README.read_text()
+    block = re.search(r"<!-- example: correlation_maps -->.*?```python\n(.*?)```", text, re.S)
+    assert block, "README lost its correlation-map example"
+    namespace: dict = {}
+    exec(compile(block.group(1), str(README), "exec"), namespace)
+    assert namespace["lr"].shape[2] == 3 and namespace["model"].training is False
