@@ -23,12 +23,11 @@ def plot_correlation_maps(
     rows = 2 if estimate else 1
     fig, axes = plt.subplots(rows, len(maps) + 1, figsize=(2.6 * (len(maps) + 1), 2.6 * rows), squeeze=False)
     query = next(iter(maps.values())).query
+    axes[0, 0].imshow(lr)
+    axes[0, 0].scatter([query[1]], [query[0]], s=40, c="red", marker="s", edgecolors="white", linewidths=0.8)
+    axes[0, 0].set_title("LR input, query")
     for r in range(rows):
-        ax = axes[r, 0]
-        ax.imshow(lr)
-        ax.scatter([query[1]], [query[0]], s=40, c="red", marker="s", edgecolors="white", linewidths=0.8)
-        ax.set_title("LR input, query" if r == 0 else "")
-        ax.axis("off")
+        axes[r, 0].axis("off")
     for c, (name, m) in enumerate(maps.items(), start=1):
         panels = [("softmax(QᵢᵀK)", m.exact)] + ([("ENLA estimate", m.estimate)] if estimate else [])
         for r, (what, stack) in enumerate(panels):
