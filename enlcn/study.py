@@ -237,27 +237,45 @@ def train_run(profile: str, run: Run, root: Path = REPO, progress: bool = True) 
         sessions = json.loads(sessions_path.read_text()) if sessions_path.exists() else []
         trainer = Trainer(config, [(lr, hr) for _, lr, hr in train], val, work)
         commit = git_commit()  # the code that trains this session (HEAD may move while it runs)
-        t0 = time.perf_counter()
         latest = work / "checkpoints" / "latest.pt"
         resume = latest.exists()
         start = int(torch.load(latest, map_location="cpu", weights_only=False)["step"]) if resume else 0
+        close_killed_session(sessions, latest, start)
+        # written before training: a session killed hard (SIGKILL, machine gone) leaves this open entry
+        sessions.append({"commit": commit, "started_step": start, "started_unix": time.time()})
+        write_json_atomic(sessions_path, sessions)
+        t0 = time.perf_counter()
         try:
             trainer.fit(resume=resume, progress=progress)
         finally:  # an interrupted session's time counts too (it resumes from its last checkpoint)
-            sessions.append(
-                {
-                    "commit": commit,
-                    "started_step": start,
-                    "finished_step": int(trainer.step),
-                    "wall_time_s": round(time.perf_counter() - t0, 1),
-                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                }
+            sessions[-1].update(
+                finished_step=int(trainer.step),
+                wall_time_s=round(time.perf_counter() - t0, 1),
+                finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             )
             write_json_atomic(sessions_path, sessions)
         trainer.model.eval()
         scores = score(trainer.model, config.scale, tests)
         write_results(profile, run, config, trainer, scores, sessions, root)
     return scores
+
+
+def close_killed_session(sessions: list[dict[str, Any]], latest: Path, resumed_step: int) -> None:
+    """Close a session entry left open by a process killed without unwinding.
+
+    Its end is the checkpoint it last wrote (what this session resumes from); its wall time is estimated
+    from the checkpoint's modification time and marked ``"estimated": true``.
+    """
+    if not sessions or "wall_time_s" in sessions[-1]:
+        return
+    entry = sessions[-1]
+    end = latest.stat().st_mtime if latest.exists() else entry["started_unix"]
+    entry.update(
+        finished_step=resumed_step,
+        wall_time_s=round(max(end - entry["started_unix"], 0.0), 1),
+        finished="killed; time up to its last checkpoint",
+        estimated=True,
+    )
 
 
 def score(model: torch.nn.Module, scale: int, tests: dict[str, Pairs]) -> pd.DataFrame:

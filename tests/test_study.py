@@ -181,3 +181,22 @@ def test_bicubic_floor_scores_every_test_image():
     assert scores.psnr.between(10, 60).all()
     photos, _, _ = zip(*study.study_data("quick", 2)[2]["photos"], strict=True)
     assert list(scores[scores.test_set == "photos"].image) == list(photos)
+
+
+def test_a_session_killed_hard_is_closed_with_an_estimated_time(tmp_path):
+    import time
+
+    latest = tmp_path / "latest.pt"
+    latest.write_bytes(b"x")
+    started = time.time() - 100
+    os_mtime = started + 60
+    import os
+
+    os.utime(latest, (os_mtime, os_mtime))
+    sessions = [{"commit": "abc", "started_step": 0, "started_unix": started}]
+    study.close_killed_session(sessions, latest, resumed_step=300)
+    assert sessions[0]["finished_step"] == 300 and sessions[0]["estimated"] is True
+    assert sessions[0]["wall_time_s"] == pytest.approx(60, abs=0.5)
+    closed = [dict(sessions[0])]
+    study.close_killed_session(closed, latest, resumed_step=999)  # a closed entry is left alone
+    assert closed[0] == sessions[0]
