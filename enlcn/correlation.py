@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from .attention.enla import enla_weights
 from .data.images import to_tensor
 from .data.synthetic import true_repeats
+from .experiments import effective_positions
 
 
 def attention_inputs(model: nn.Module, lr: np.ndarray) -> list[Tensor]:
@@ -89,12 +90,6 @@ def correlation_maps(
     return Maps(torch.stack(exact).numpy(), torch.stack(estimate).numpy(), (row, col))
 
 
-def effective_positions(weights: np.ndarray) -> float:
-    """``1 / Σw²``: how many positions a weight distribution effectively spreads over."""
-    w = np.asarray(weights, dtype=np.float64).ravel()
-    return float(1.0 / np.square(w).sum())
-
-
 def repeat_precision(weights: np.ndarray, repeats: np.ndarray) -> dict[str, float]:
     """Scores of one attention map against the true repeats of its query (boolean mask, same shape).
 
@@ -115,7 +110,7 @@ def repeat_precision(weights: np.ndarray, repeats: np.ndarray) -> dict[str, floa
         "mass": float(w[mask].sum()),
         "uniform_mass": n_rep / w.size,
         "top_precision": float(mask[top].mean()),
-        "effective_positions": effective_positions(w),
+        "effective_positions": float(effective_positions(torch.from_numpy(w))),
     }
 
 
@@ -128,8 +123,9 @@ def precision_table(
     ``query, module, map (exact | estimate), mass, uniform_mass, top_precision, effective_positions``.
     """
     rng = np.random.default_rng(seed)
-    candidates = np.flatnonzero(labels.ravel() >= 0)
-    candidates = [i for i in candidates if true_repeats(labels, int(i)).any()]
+    flat = labels.ravel()
+    counts = np.bincount(flat[flat >= 0])
+    candidates = np.flatnonzero((flat >= 0) & (counts[np.maximum(flat, 0)] >= 2))  # labels seen twice+
     picked = rng.choice(candidates, size=min(queries, len(candidates)), replace=False)
     embedded = embeddings(model, lr)
     rows = []
@@ -138,8 +134,6 @@ def precision_table(
         maps = correlation_maps(model, lr, query, embedded)
         mask = true_repeats(labels, int(i))
         for kind, stack in (("exact", maps.exact), ("estimate", maps.estimate)):
-            if stack is None:
-                continue
             for module, weights in enumerate(stack):
                 # the query's own weight is removed and the rest renormalised: it is not a repeat
                 w = weights.ravel().astype(np.float64).copy()

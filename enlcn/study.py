@@ -25,6 +25,7 @@ import functools
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -279,14 +280,21 @@ def close_killed_session(sessions: list[dict[str, Any]], latest: Path, resumed_s
 
 
 def score(model: torch.nn.Module, scale: int, tests: dict[str, Pairs]) -> pd.DataFrame:
-    """Per-image Y-PSNR/SSIM of ``model`` on every test set (whole-image inference; no ``mean`` rows)."""
-    from .evaluate import evaluate
+    """Per-image Y-PSNR/SSIM of ``model`` on every test set (whole-image inference)."""
+    from .evaluate import upscale
+    from .metrics import quantize
+
+    return score_upscaled(lambda lr: quantize(upscale(model, lr, scale, "whole")), scale, tests)
+
+
+def score_upscaled(upscaler: Callable[[np.ndarray], np.ndarray], scale: int, tests: dict[str, Pairs]):
+    """Per-image Y-PSNR/SSIM (no ``mean`` rows) of ``upscaler`` (uint8 LR → uint8 SR) on every test set."""
+    from .metrics import dataset_scores
 
     frames = []
-    for name, pairs in tests.items():
-        table = evaluate(model, pairs, scale, "whole")
-        table = table[table["image"] != "mean"].assign(test_set=name)
-        frames.append(table)
+    for test_set, pairs in tests.items():
+        table = dataset_scores([(name, upscaler(lr), hr) for name, lr, hr in pairs], scale)
+        frames.append(table[table["image"] != "mean"].assign(test_set=test_set))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -370,7 +378,8 @@ def status(profile: str, root: Path = REPO) -> pd.DataFrame:
             seen.add(run.name)
             done = is_done(profile, run, root)
             log = run_dir(profile, run, root) / "train_log.csv"
-            steps = load_summary(profile, run, root)["steps"] if done else _logged_steps(log)
+            summary = load_summary(profile, run, root) if done else {}
+            steps = summary["steps"] if done else _logged_steps(log)
             rows.append(
                 {
                     "experiment": experiment,
@@ -378,7 +387,7 @@ def status(profile: str, root: Path = REPO) -> pd.DataFrame:
                     "done": done,
                     "steps": steps,
                     "of": run.config(profile).total_steps,
-                    "wall_time_s": load_summary(profile, run, root)["wall_time_s"] if done else None,
+                    "wall_time_s": summary.get("wall_time_s"),
                 }
             )
     return pd.DataFrame(rows)
@@ -538,12 +547,8 @@ def verdicts(scores: pd.DataFrame, z: float = 2.0) -> pd.DataFrame:
 def bicubic_scores(profile: str) -> pd.DataFrame:
     """Per-image scores of MATLAB-bicubic upscaling on the profile's test sets: the no-learning floor."""
     from .data.resize import imresize_matlab
-    from .metrics import dataset_scores
 
     scale = BASE.config(profile).scale
-    frames = []
-    for test_set, pairs in study_data(profile, scale)[2].items():
-        up = [(name, imresize_matlab(lr, scale), hr) for name, lr, hr in pairs]
-        table = dataset_scores(up, scale)
-        frames.append(table[table["image"] != "mean"].assign(test_set=test_set))
-    return pd.concat(frames, ignore_index=True).assign(run="bicubic", label="bicubic (no learning)")
+    tests = study_data(profile, scale)[2]
+    scores = score_upscaled(lambda lr: imresize_matlab(lr, scale), scale, tests)
+    return scores.assign(run="bicubic", label="bicubic (no learning)")
