@@ -139,6 +139,14 @@ def _study(args: argparse.Namespace) -> int:
     if args.status:
         print(study.status(args.profile).to_string(index=False))
         return 0
+    if args.rescore:
+        names = args.runs or [r.name for e in args.experiments for r in study.get_experiment(e)]
+        for name in dict.fromkeys(names):
+            run = study.get_run(name)
+            if study.is_done(args.profile, run):
+                study.rescore(args.profile, run)
+                print(f"== {name} ({args.profile}): rescored")
+        return 0
     import signal
 
     # `kill` (SIGTERM) unwinds like Ctrl-C, so the session's time is recorded before the process ends
@@ -211,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     p.add_argument("--runs", nargs="+", metavar="RUN", help="train these runs first, in this order")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    p.add_argument("--rescore", action="store_true", help="score the finished runs again (new test sets)")
     p.set_defaults(func=_study)
 
     sub.add_parser("flops", help="Table 4: GFLOPs at 100×100, 64 channels").set_defaults(func=_flops)

@@ -10,7 +10,7 @@ dataset's score is the mean of its per-image scores.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -67,41 +67,87 @@ def rgb_to_y(img: np.ndarray) -> np.ndarray:
     return 16.0 + (65.481 * rgb[..., 0] + 128.553 * rgb[..., 1] + 24.966 * rgb[..., 2]) / 255.0
 
 
+def _crop(scale: int) -> slice:
+    return slice(scale, -scale) if scale else slice(None)
+
+
 def _cropped_y(sr: np.ndarray, hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
     sr, hr = as_rgb(sr, "sr"), as_rgb(hr, "hr")
     if sr.shape != hr.shape:
         raise ValueError(f"sr and hr differ in shape: {sr.shape} vs {hr.shape}")
     if scale < 0 or 2 * scale >= min(hr.shape[:2]):
         raise ValueError(f"cannot crop {scale} px from each border of a {hr.shape[0]}×{hr.shape[1]} image")
-    c = slice(scale, -scale) if scale else slice(None)
+    c = _crop(scale)
     return rgb_to_y(sr)[c, c], rgb_to_y(hr)[c, c]
 
 
-def psnr_y(sr: np.ndarray, hr: np.ndarray, scale: int) -> float:
-    """``10·log10(255² / MSE)`` on Y with a ``scale``-pixel border cropped; ``inf`` for identical images."""
+def _cropped_mask(mask: np.ndarray | None, shape: tuple[int, ...], scale: int) -> np.ndarray | None:
+    """``mask`` (boolean, the HR image's ``H×W``) with the same border crop as the images; None stays None."""
+    if mask is None:
+        return None
+    mask = np.asarray(mask)
+    if mask.dtype != bool or mask.shape != tuple(shape[:2]):
+        raise ValueError(
+            f"mask must be a boolean array of the image's shape {shape[:2]}, got {mask.dtype} {mask.shape}"
+        )
+    c = _crop(scale)
+    mask = mask[c, c]
+    if not mask.any():
+        raise ValueError(f"mask selects no pixel inside the {scale}-px border crop")
+    return mask
+
+
+def psnr_y(sr: np.ndarray, hr: np.ndarray, scale: int, mask: np.ndarray | None = None) -> float:
+    """``10·log10(255² / MSE)`` on Y with a ``scale``-pixel border cropped; ``inf`` for identical images.
+
+    ``mask`` (boolean ``H×W`` of the HR image) restricts the MSE to the selected pixels: a region PSNR
+    (not a literature metric; the study uses it for the motif copies of the self-similar images).
+    """
     y_sr, y_hr = _cropped_y(sr, hr, scale)
-    mse = np.mean((y_hr - y_sr) ** 2)
+    sel = _cropped_mask(mask, np.shape(hr), scale)
+    err = (y_hr - y_sr) ** 2
+    mse = np.mean(err if sel is None else err[sel])
     return float("inf") if mse == 0 else float(10.0 * np.log10(255.0**2 / mse))
 
 
-def ssim_y(sr: np.ndarray, hr: np.ndarray, scale: int) -> float:
-    """SSIM on Y with a ``scale``-pixel border cropped, equal to the MATLAB ``ssim_index.m`` of the tables."""
+def ssim_y(sr: np.ndarray, hr: np.ndarray, scale: int, mask: np.ndarray | None = None) -> float:
+    """SSIM on Y with a ``scale``-pixel border cropped, equal to the MATLAB ``ssim_index.m`` of the tables.
+
+    With ``mask`` (boolean ``H×W`` of the HR image): the mean of the SSIM map over the selected pixels
+    that have a whole 11×11 window inside the cropped image (the 'valid' region of ``ssim_index.m``).
+    """
     y_sr, y_hr = _cropped_y(sr, hr, scale)
     if min(y_hr.shape) < 11:
         raise ValueError(f"SSIM needs at least 11×11 pixels after the {scale}-px crop, got {y_hr.shape}")
-    return float(
-        structural_similarity(
-            y_hr, y_sr, data_range=255.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
-        )
-    )
+    sel = _cropped_mask(mask, np.shape(hr), scale)
+    kwargs = dict(data_range=255.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+    if sel is None:
+        return float(structural_similarity(y_hr, y_sr, **kwargs))
+    _, smap = structural_similarity(y_hr, y_sr, full=True, **kwargs)
+    valid = (slice(5, -5),) * 2  # skimage pads (win_size − 1)/2 = 5 px and averages the rest
+    inside = sel[valid]
+    if not inside.any():
+        raise ValueError("mask selects no pixel with a whole 11×11 SSIM window")
+    return float(smap[valid][inside].mean())
 
 
-def dataset_scores(results: Iterable[tuple[str, np.ndarray, np.ndarray]], scale: int) -> pd.DataFrame:
-    """Per-image ``psnr``/``ssim`` of ``(name, sr, hr)`` triples, plus a ``mean`` row (mean of images)."""
-    rows = [
-        {"image": name, "psnr": psnr_y(sr, hr, scale), "ssim": ssim_y(sr, hr, scale)}
-        for name, sr, hr in results
-    ]
+def dataset_scores(
+    results: Iterable[tuple[str, np.ndarray, np.ndarray]],
+    scale: int,
+    masks: Mapping[str, np.ndarray] | None = None,
+) -> pd.DataFrame:
+    """Per-image ``psnr``/``ssim`` of ``(name, sr, hr)`` triples, plus a ``mean`` row (mean of images).
+
+    ``masks`` (image name → boolean HR mask) scores only those pixels (:func:`psnr_y`); every image must
+    have one.
+    """
+    masks = {} if masks is None else masks
+    rows = []
+    for name, sr, hr in results:
+        if masks and name not in masks:
+            raise KeyError(f"dataset_scores: no mask for image {name!r}")
+        mask = masks.get(name)
+        rows.append({"image": name, "psnr": psnr_y(sr, hr, scale, mask), "ssim": ssim_y(sr, hr, scale, mask)})
     if not rows:
         raise ValueError("dataset_scores: no images")
     table = pd.DataFrame(rows)

@@ -39,6 +39,7 @@ from .provenance import REPO, git_commit, hardware, versions, write_csv_atomic, 
 from .train import TrainConfig, Trainer, train_config
 
 Pairs = list[tuple[str, np.ndarray, np.ndarray]]
+Masks = dict[str, dict[str, np.ndarray]]  # test set → image name → boolean HR mask
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,24 @@ def study_data(profile: str, scale: int) -> tuple[Pairs, Pairs, dict[str, Pairs]
     return train, val, tests
 
 
+@functools.lru_cache(maxsize=4)
+def study_masks(profile: str, scale: int) -> Masks:
+    """Region masks of ``profile``'s test sets: ``{"selfsim": {image: motif-copy pixels}}`` (offline data).
+
+    Non-local attention can only help where a patch has repeats elsewhere in the image; on the smooth
+    background of the self-similar images every model does about as well as bicubic, which dilutes a
+    whole-image PSNR. Scoring the motif pixels alone (``selfsim_motifs``) measures where it matters.
+    The standard benchmarks have no such ground truth: ``{}``.
+    """
+    from .data.synthetic import SelfSimilarSet
+
+    d: StudyData = get_profile(profile).study_data
+    if d.source != "offline":
+        return {}
+    test = SelfSimilarSet(d.selfsim_test, d.selfsim_size, seed=d.seeds[2], scale=scale)
+    return {"selfsim": test.motif_masks()}
+
+
 def standard_data(scale: int, n_val: int, root: str | os.PathLike | None = None):
     """DIV2K train / first ``n_val`` DIV2K valid / the five benchmark sets, from ``root``.
 
@@ -256,7 +275,7 @@ def train_run(profile: str, run: Run, root: Path = REPO, progress: bool = True) 
             )
             write_json_atomic(sessions_path, sessions)
         trainer.model.eval()
-        scores = score(trainer.model, config.scale, tests)
+        scores = score(trainer.model, config.scale, tests, study_masks(profile, config.scale))
         write_results(profile, run, config, trainer, scores, sessions, root)
     return scores
 
@@ -279,22 +298,37 @@ def close_killed_session(sessions: list[dict[str, Any]], latest: Path, resumed_s
     )
 
 
-def score(model: torch.nn.Module, scale: int, tests: dict[str, Pairs]) -> pd.DataFrame:
-    """Per-image Y-PSNR/SSIM of ``model`` on every test set (whole-image inference)."""
+def score(model: torch.nn.Module, scale: int, tests: dict[str, Pairs], masks: Masks | None = None):
+    """Per-image Y-PSNR/SSIM of ``model`` (whole-image inference); see :func:`score_upscaled`."""
     from .evaluate import upscale
     from .metrics import quantize
 
-    return score_upscaled(lambda lr: quantize(upscale(model, lr, scale, "whole")), scale, tests)
+    return score_upscaled(lambda lr: quantize(upscale(model, lr, scale, "whole")), scale, tests, masks)
 
 
-def score_upscaled(upscaler: Callable[[np.ndarray], np.ndarray], scale: int, tests: dict[str, Pairs]):
-    """Per-image Y-PSNR/SSIM (no ``mean`` rows) of ``upscaler`` (uint8 LR → uint8 SR) on every test set."""
+def score_upscaled(
+    upscaler: Callable[[np.ndarray], np.ndarray],
+    scale: int,
+    tests: dict[str, Pairs],
+    masks: Masks | None = None,
+) -> pd.DataFrame:
+    """Per-image Y-PSNR/SSIM (no ``mean`` rows) of ``upscaler`` (uint8 LR → uint8 SR) on every test set.
+
+    A test set with ``masks`` (:func:`study_masks`) is also scored on the masked pixels only, as the
+    extra test set ``<name>_motifs`` (same SR images).
+    """
     from .metrics import dataset_scores
 
+    masks = masks or {}
     frames = []
     for test_set, pairs in tests.items():
-        table = dataset_scores([(name, upscaler(lr), hr) for name, lr, hr in pairs], scale)
-        frames.append(table[table["image"] != "mean"].assign(test_set=test_set))
+        triples = [(name, upscaler(lr), hr) for name, lr, hr in pairs]
+        regions = [(test_set, None)]
+        if test_set in masks:
+            regions.append((f"{test_set}_motifs", masks[test_set]))
+        for label, region in regions:
+            table = dataset_scores(triples, scale, region)
+            frames.append(table[table["image"] != "mean"].assign(test_set=label))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -337,6 +371,60 @@ def write_results(
         "threads": torch.get_num_threads(),
     }
     return write_json_atomic(res / "summary.json", summary)
+
+
+def final_weights(profile: str, run: Run, root: Path = REPO) -> torch.nn.Module:
+    """The finished ``run``'s final weights: ``weights.pt`` in results/, else ``runs/…/checkpoints/latest.pt``
+    (which must be at the run's last step)."""
+    from .train import load_trained
+
+    kept = result_dir(profile, run, root) / "weights.pt"
+    if kept.exists():
+        return load_trained(kept)[0]
+    latest = run_dir(profile, run, root) / "checkpoints" / "latest.pt"
+    if not latest.exists():
+        raise FileNotFoundError(
+            f"run {run.name!r} ({profile}) keeps no weights in results/ and {latest} does not exist: "
+            "it can only be scored again on the machine that trained it"
+        )
+    step = int(torch.load(latest, map_location="cpu", weights_only=False)["step"])
+    total = run.config(profile).total_steps
+    if step != total:
+        raise ValueError(f"{latest} is at step {step}, not at the run's last step {total}")
+    return load_trained(latest)[0]
+
+
+def rescore(profile: str, run: Run, root: Path = REPO, atol: float = 1e-6) -> pd.DataFrame:
+    """Score a finished ``run`` again with today's scoring code, e.g. to add the ``*_motifs`` test sets.
+
+    The scores it already has must come out the same (to ``atol``: inference is deterministic on the
+    CPU) — otherwise the weights or the data are not what was scored, and nothing is written. Rewrites
+    ``scores.csv`` and updates ``summary.json``'s means with a ``rescored`` entry (commit, time, what was
+    added); the training provenance is kept.
+    """
+    if not is_done(profile, run, root):
+        raise ValueError(f"run {run.name!r} ({profile}) is not finished with the current config")
+    res = result_dir(profile, run, root)
+    old = pd.read_csv(res / "scores.csv")
+    model = final_weights(profile, run, root)
+    scale = run.config(profile).scale
+    new = score(model, scale, study_data(profile, scale)[2], study_masks(profile, scale))
+    merged = old.merge(new, on=["test_set", "image"], how="left", suffixes=("_old", ""))
+    for col in ("psnr", "ssim"):
+        diff = (merged[f"{col}_old"] - merged[col]).abs().max()
+        if not diff <= atol:
+            raise ValueError(
+                f"rescoring {run.name!r} changes its {col} by up to {diff:.3g}: not the same model or data"
+            )
+    added = sorted(set(new.test_set) - set(old.test_set))
+    write_csv_atomic(res / "scores.csv", new)
+    summary = load_summary(profile, run, root)
+    means = new.groupby("test_set")[["psnr", "ssim"]].mean()
+    summary["means"] = {s: {k: round(float(v), 4) for k, v in row.items()} for s, row in means.iterrows()}
+    entry = {"commit": git_commit(), "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "added_test_sets": added}
+    summary["rescored"] = summary.get("rescored", []) + [entry]
+    write_json_atomic(res / "summary.json", summary)
+    return new
 
 
 # -- experiments -----------------------------------------------------------------------------------
@@ -550,5 +638,5 @@ def bicubic_scores(profile: str) -> pd.DataFrame:
 
     scale = BASE.config(profile).scale
     tests = study_data(profile, scale)[2]
-    scores = score_upscaled(lambda lr: imresize_matlab(lr, scale), scale, tests)
+    scores = score_upscaled(lambda lr: imresize_matlab(lr, scale), scale, tests, study_masks(profile, scale))
     return scores.assign(run="bicubic", label="bicubic (no learning)")

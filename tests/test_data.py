@@ -200,6 +200,11 @@ def test_self_similar_image_is_deterministic_and_labelled():
     assert len(set(phases)) == 3  # copies of one motif use different LR sampling phases
     values, counts = np.unique(a.labels[a.labels >= 0], return_counts=True)
     assert np.all(counts == 3) and len(values) == 2 * q * q
+    mask = a.motif_mask()  # HR pixels of the copies: 6 non-overlapping 8×8 squares
+    assert mask.shape == (96, 96) and mask.sum() == 6 * 8 * 8
+    for p in a.placements:
+        assert mask[p.top : p.top + 8, p.left : p.left + 8].all()
+        assert not mask[p.top - 1, p.left] and not mask[p.top, p.left + 8]  # a gap of background
 
 
 def test_true_repeats():
@@ -242,6 +247,9 @@ def test_self_similar_set():
     ds = SelfSimilarSet(3, size=96, seed=1, scale=4, copies=2)
     assert len(ds) == 3 and ds[2][0] == "selfsim002" and np.array_equal(ds[1][1], ds.item(1).image)
     name, lr, hr = ds.pairs()[0]
+    masks = ds.motif_masks()
+    assert list(masks) == ["selfsim000", "selfsim001", "selfsim002"]
+    assert masks[name].shape == hr.shape[:2] and masks[name].sum() == 3 * 2 * 16 * 16
     assert (
         lr.shape == (24, 24, 3) and hr.shape == (96, 96, 3) and np.array_equal(lr, bicubic_downscale(hr, 4))
     )

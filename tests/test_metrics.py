@@ -58,6 +58,40 @@ def test_ssim_equals_wang_2004():
     assert ssim_y(sr, hr, 4) == pytest.approx(matlab_ssim(y_hr, y_sr), abs=1e-9)
 
 
+def test_region_scores_use_only_the_masked_pixels():
+    sr, hr = images(2)
+    everything = np.ones(hr.shape[:2], bool)
+    assert psnr_y(sr, hr, 2, everything) == psnr_y(sr, hr, 2)
+    assert ssim_y(sr, hr, 2, everything) == pytest.approx(ssim_y(sr, hr, 2), abs=1e-12)
+    # a mask over the top half: the MSE and the SSIM map of those pixels (after the 2-px crop) only
+    top = np.zeros(hr.shape[:2], bool)
+    top[:20] = True
+    y_sr, y_hr = rgb_to_y(sr)[2:-2, 2:-2], rgb_to_y(hr)[2:-2, 2:-2]
+    mse = np.mean((y_sr[:18] - y_hr[:18]) ** 2)
+    assert psnr_y(sr, hr, 2, top) == pytest.approx(10 * np.log10(255**2 / mse), abs=1e-10)
+    g = np.exp(-((np.arange(11) - 5) ** 2) / (2 * 1.5**2))
+    w = np.outer(g, g) / np.outer(g, g).sum()
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    f = lambda x: correlate2d(x, w, mode="valid")  # noqa: E731
+    mu_a, mu_b = f(y_hr), f(y_sr)
+    va, vb, cov = f(y_hr * y_hr) - mu_a**2, f(y_sr * y_sr) - mu_b**2, f(y_hr * y_sr) - mu_a * mu_b
+    smap = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (va + vb + c2))
+    # valid map row r is image row r + 5 of the cropped image: rows 5..17 are in the mask
+    assert ssim_y(sr, hr, 2, top) == pytest.approx(smap[:13].mean(), abs=1e-9)
+    with pytest.raises(ValueError, match="boolean array of the image's shape"):
+        psnr_y(sr, hr, 2, top[:10])
+    with pytest.raises(ValueError, match="selects no pixel"):
+        psnr_y(sr, hr, 2, np.zeros_like(top))
+    border = np.zeros_like(top)
+    border[:7] = True  # inside the crop, but no whole 11×11 window
+    with pytest.raises(ValueError, match="whole 11×11"):
+        ssim_y(sr, hr, 2, border)
+    table = dataset_scores([("a", sr, hr)], 2, {"a": top})
+    assert table.psnr[0] == psnr_y(sr, hr, 2, top)
+    with pytest.raises(KeyError, match="no mask for image 'b'"):
+        dataset_scores([("b", sr, hr)], 2, {"a": top})
+
+
 def test_ssim_on_a_photograph_and_its_bicubic_round_trip():
     """A realistic pair (astronaut crop vs its ×2 bicubic down/up), where SSIM is far from 0 and 1."""
     from PIL import Image

@@ -55,11 +55,36 @@ def test_quick_study_trains_writes_provenance_and_is_not_retrained(tmp_path):
     assert (res / "weights.pt").exists()  # keep_weights
     assert not (study.result_dir("quick", study.BASE, tmp_path) / "weights.pt").exists()
     scores = pd.read_csv(res / "scores.csv")
-    assert set(scores.test_set) == {"photos", "selfsim"} and np.isfinite(scores.psnr).all()
+    assert set(scores.test_set) == {"photos", "selfsim", "selfsim_motifs"} and np.isfinite(scores.psnr).all()
+    # the motif pixels are the hard part of the self-similar images (sharp edges, the rest is smooth)
+    by_set = scores.groupby("test_set").psnr.mean()
+    assert by_set["selfsim_motifs"] < by_set["selfsim"] - 3
     assert study.is_done("quick", study.ENLCA, tmp_path)
     # a changed config (here: another seed under the same name) is not "done"
     other = study.Run("enlca", "x", "enlcn", seed=5)
     assert not study.is_done("quick", other, tmp_path)
+
+    # rescoring: results written before the motif test set existed get it, the rest must not change
+    for run in runs:  # BASE from runs/…/latest.pt, ENLCA from results/…/weights.pt
+        path = study.result_dir("quick", run, tmp_path) / "scores.csv"
+        full = pd.read_csv(path)
+        full[full.test_set != "selfsim_motifs"].to_csv(path, index=False)
+        again = study.rescore("quick", run, tmp_path)
+        pd.testing.assert_frame_equal(again.reset_index(drop=True), full, check_exact=False, atol=1e-9)
+        rescored = study.load_summary("quick", run, tmp_path)["rescored"][-1]
+        assert rescored["added_test_sets"] == ["selfsim_motifs"]
+    # a score that the weights do not reproduce is an error, and nothing is written
+    path = study.result_dir("quick", study.BASE, tmp_path) / "scores.csv"
+    tampered = pd.read_csv(path)
+    tampered.loc[0, "psnr"] += 0.1
+    tampered.to_csv(path, index=False)
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match="changes its psnr"):
+        study.rescore("quick", study.BASE, tmp_path)
+    assert path.read_bytes() == before
+    (study.run_dir("quick", study.BASE, tmp_path) / "checkpoints" / "latest.pt").unlink()
+    with pytest.raises(FileNotFoundError, match="keeps no weights"):
+        study.rescore("quick", study.BASE, tmp_path)
 
 
 def test_an_interrupted_run_resumes_and_records_both_sessions(tmp_path):
@@ -177,7 +202,7 @@ def test_paper_gains_come_from_the_papers_tables():
 
 def test_bicubic_floor_scores_every_test_image():
     scores = study.bicubic_scores("quick")
-    assert set(scores.test_set) == {"photos", "selfsim"} and (scores.run == "bicubic").all()
+    assert set(scores.test_set) == {"photos", "selfsim", "selfsim_motifs"} and (scores.run == "bicubic").all()
     assert scores.psnr.between(10, 60).all()
     photos, _, _ = zip(*study.study_data("quick", 2)[2]["photos"], strict=True)
     assert list(scores[scores.test_set == "photos"].image) == list(photos)

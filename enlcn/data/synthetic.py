@@ -98,6 +98,14 @@ class SelfSimilar:
     motif_size: int  # HR side of every motif (a multiple of scale)
     placements: tuple[Placement, ...]
 
+    def motif_mask(self) -> np.ndarray:
+        """Boolean ``H×W`` mask of the HR pixels covered by motif copies (the rest is smooth background)."""
+        mask = np.zeros(self.image.shape[:2], dtype=bool)
+        n = self.motif_size
+        for p in self.placements:
+            mask[p.top : p.top + n, p.left : p.left + n] = True
+        return mask
+
 
 def true_repeats(labels: np.ndarray, index: int | tuple[int, int]) -> np.ndarray:
     """Boolean mask (shape of ``labels``) of the positions sharing the label of ``index``, itself excluded.
@@ -234,6 +242,10 @@ class SelfSimilarSet:
 
     def __getitem__(self, i: int) -> tuple[str, np.ndarray]:
         return f"selfsim{i:03d}", self.item(i).image
+
+    def motif_masks(self) -> dict[str, np.ndarray]:
+        """Image name → :meth:`SelfSimilar.motif_mask`, modcropped like :meth:`pairs`' HR images."""
+        return {f"selfsim{i:03d}": modcrop(self.item(i).motif_mask(), self.scale) for i in range(len(self))}
 
     def pairs(self) -> list[tuple[str, np.ndarray, np.ndarray]]:
         """``(name, lr, hr)`` with modcropped HR and MATLAB-bicubic LR at the set's scale, for evaluation."""
