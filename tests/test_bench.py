@@ -101,16 +101,36 @@ def test_models_mode_writes_ratios(tmp_path, capsys):
 
     out = tmp_path / "cpu.csv"
     args = ["--models", "--preset", "quick", "--model-size", "16", "--global-size", "24", "--in-process"]
-    assert main([*args, "--repeats", "1", "--warmup", "0", "--out", str(out)]) == 0
+    assert main([*args, "--repeats", "2", "--warmup", "0", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     matches = [re.match(bench.RATIO_LINE, line) for line in printed.splitlines() if line.startswith("ratio ")]
     values = {mt.group(1): float(mt.group(2)) for mt in matches}
-    assert set(values) == {"enlcn_over_edsr_quick_x4@16", "enlcn_quick_x4_global_pass@24_peak_gb"}
+    assert set(values) == {
+        "enlcn_over_edsr_quick_x4@16",
+        "enlcn_over_edsr_quick_x4@16_separate_processes",
+        "enlcn_quick_x4_global_pass@24_peak_gb",
+    }
     import pandas as pd
 
     table = pd.read_csv(tmp_path / "cpu-models.csv")
     assert list(table.operator) == ["model-edsr-quick-x4", "model-enlcn-quick-x4", "model-enlcn-quick-x4"]
     assert (table.status == "ok").all()
+    paired = pd.read_csv(tmp_path / "cpu-models-paired.csv")
+    edsr, enlcn = "model-edsr-quick-x4", "model-enlcn-quick-x4"
+    assert list(paired.operator) == [edsr, enlcn, enlcn, edsr]  # the order alternates between rounds
+    assert values["enlcn_over_edsr_quick_x4@16"] == pytest.approx(
+        bench.paired_ratio(paired, enlcn, edsr), rel=1e-3
+    )
+
+
+def test_paired_ratio_is_the_median_of_per_round_ratios():
+    import pandas as pd
+
+    times = {"a": [10.0, 20.0, 30.0], "b": [11.0, 20.0, 36.0]}  # per-round ratios 1.1, 1.0, 1.2
+    paired = pd.DataFrame(
+        [{"round": r, "operator": op, "time_ms": t[r]} for op, t in times.items() for r in range(3)]
+    )
+    assert bench.paired_ratio(paired, "b", "a") == pytest.approx(1.1)
 
 
 @pytest.fixture(scope="module")
