@@ -56,6 +56,14 @@ def test_quick_bench_prints_ratios_that_parse(quick_run):
     for mt in matches:
         float(mt.group(2))
         assert mt.group(3) == "info" or re.fullmatch(r"(<=|>=|==) [0-9.]+", mt.group(3))
+    # the ≤ 1.0 target comes from the interleaved rounds, the separate-process ratio is info
+    values = {mt.group(1): (float(mt.group(2)), mt.group(3)) for mt in matches}
+    paired = pd.read_csv(quick_run[1].with_name("cpu-paired.csv"))
+    assert len(paired) == 2 * 20 and set(paired.operator) == {"conv3x3", "enlca-m128-fast"}
+    value, target = values["enlca_m128_over_conv3x3@16"]
+    assert target == "<= 1.0"
+    assert value == pytest.approx(bench.paired_ratio(paired, "enlca-m128-fast", "conv3x3"), rel=1e-3)
+    assert values["enlca_m128_over_conv3x3@16_separate_processes"][1] == "info"
 
 
 def test_provenance_json(quick_run):
