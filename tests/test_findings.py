@@ -1,0 +1,112 @@
+"""The per-claim summary: rules applied to result files, and missing results named with their command."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from enlcn import findings
+
+
+def _write(root, rel, frame):
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False)
+
+
+def test_missing_results_say_which_command_makes_them(tmp_path):
+    table = findings.findings("cpu", tmp_path)
+    assert list(table.columns) == findings.COLUMNS
+    missing = table[table.verdict.str.startswith("not measured yet")]
+    assert any("ablation_k.ipynb" in v for v in missing.verdict)
+    assert any("enlcn.bench --models" in v for v in missing.verdict)
+    assert table[table.claim == "4"].verdict.iloc[0].startswith("not testable with this profile")
+
+
+def test_variance_rule_counts_standard_errors(tmp_path):
+    rows = []
+    for k, mc, se in ((1.0, 0.21, 0.01), (6.0, 3.0, 0.5)):  # k=1: 1 s.e. off; k=6: 14 s.e. below Eq. 7
+        rows += [
+            {
+                "k": k,
+                "cos": 0.0,
+                "method": "Eq. 7 (i.i.d.)",
+                "rel_std": 0.22 if k == 1 else 10.0,
+                "rel_std_se": None,
+            },
+            {"k": k, "cos": 0.0, "method": "Monte Carlo, i.i.d. (paper)", "rel_std": mc, "rel_std_se": se},
+            {
+                "k": k,
+                "cos": 0.0,
+                "method": "Monte Carlo, orthogonal (official)",
+                "rel_std": 0.0,
+                "rel_std_se": 1,
+            },
+        ]
+    _write(tmp_path, "results/cpu/ablation_k/variance.csv", pd.DataFrame(rows))
+    (row,) = findings.variance_rows("cpu", tmp_path)
+    assert row["verdict"] == "partly: small k only"
+    assert (
+        "at k ∈ {1}" in row["ours"]
+        and "not at k ∈ {6}" in row["ours"]
+        and "100% of the points" in row["ours"]
+    )
+
+
+def test_approximation_rule_uses_m128_orthogonal(tmp_path):
+    rows = [
+        {"k": k, "m": m, "features": f, "tv_distance": tv, "tv_se": 0.0, "effective_positions": 1.0}
+        for k, tv in ((1.0, 0.05), (6.0, 0.4))
+        for m in (128, 256)
+        for f in ("i.i.d. (paper)", "orthogonal (official)")
+    ]
+    rows[0]["tv_distance"] = 0.5  # i.i.d. at k = 1, m = 128: ignored
+    _write(tmp_path, "results/cpu/ablation_k/attention_error.csv", pd.DataFrame(rows))
+    (row,) = findings.approximation_rows("cpu", tmp_path)
+    assert row["ours"] == "m = 128, orthogonal features: k = 1: TV 0.05, k = 6: TV 0.40"
+    assert row["verdict"] == "close at k ∈ {1}, far at k ∈ {6}"
+
+
+def test_bench_targets_become_met_or_not_met(tmp_path):
+    meta = {
+        "provenance": {"commit": "abc123"},
+        "ratios": {
+            "enlca_m128_over_conv3x3@150": {"value": 1.2, "target": "<= 1.0"},
+            "nla_naive_over_enlca_m128@150": {"value": 240.0, "target": ">= 67"},
+            "nla_sdpa_over_enlca_m128@150": {"value": 400.0, "target": "info"},
+            "contrastive_official_identical@N=48^2": {"value": 1.0, "target": "== 1"},
+        },
+    }
+    (tmp_path / "results" / "bench").mkdir(parents=True)
+    (tmp_path / "results" / "bench" / "cpu.json").write_text(json.dumps(meta))
+    rows = [r for r in findings.cost_rows(tmp_path) if "cpu.json" in r["source"]]
+    assert [r["verdict"] for r in rows] == ["not met", "met"]  # info and identity checks are not claims
+    assert rows[0]["ours"] == "enlca_m128_over_conv3x3@150 = 1.2 (target <= 1.0)"
+    assert rows[0]["source"] == "results/bench/cpu.json @ abc123"
+
+
+def test_psnr_verdicts_are_carried_per_claim(tmp_path):
+    rows = [
+        {
+            "claim": "ENLCN beats EDSR",
+            "paper": "paper Table 2, Set5 ×4",
+            "paper Δ": 0.27,
+            "test set": s,
+            "our Δ": d,
+            "noise (2·√2·σ)": 0.05,
+            "verdict": v,
+        }
+        for s, d, v in (("photos", 0.1, "supported"), ("selfsim", 0.01, "not resolved (within noise)"))
+    ]
+    _write(tmp_path, "results/cpu/ablations/verdicts.csv", pd.DataFrame(rows))
+    (row,) = findings.psnr_rows("cpu", tmp_path)
+    assert row["paper"] == "paper Table 2, Set5 ×4: +0.27 dB"
+    assert row["ours"] == "photos: +0.100 dB (noise ±0.050); selfsim: +0.010 dB (noise ±0.050)"
+    assert row["verdict"] == "photos: supported; selfsim: not resolved (within noise)"
+
+
+def test_the_committed_cpu_results_give_a_complete_table():
+    table = findings.findings("cpu")
+    assert set(table.claim) == {"1", "2", "3", "4"}
+    assert not table.isna().any().any()
