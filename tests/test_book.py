@@ -64,12 +64,24 @@ def test_toc_lists_only_existing_or_generated_files():
             if not GENERATED_FILES[stem].exists():
                 problems.append(f"{entry}: its generator {GENERATED_FILES[stem]} is missing")
             continue
+        if stem.startswith("notebooks/") and (ROOT / f"{stem}.ipynb").exists():
+            continue  # the executed copy of a source notebook, written by tools/run_notebooks.py
         if not any((BOOK / (stem + sfx)).exists() for sfx in SOURCE_SUFFIXES):
             problems.append(f"{entry}: no book/{stem}{{.md,.ipynb,.rst}}")
     for pattern in globs:
         if pattern not in GENERATED_GLOBS:
             problems.append(f"glob {pattern!r} is not one this test knows how `make book` fills")
     assert not problems, "book/_toc.yml:\n  " + "\n  ".join(problems)
+
+
+def test_every_source_notebook_is_a_chapter():
+    files, globs = toc()
+    listed = {f.rsplit(".", 1)[0] for f in files}
+    sources = sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))
+    by_glob = "notebooks/*" in globs
+    missing = [s for s in sources if f"notebooks/{s}" not in listed and not by_glob]
+    assert sources and not missing, f"notebooks/ without a chapter in book/_toc.yml: {missing}"
+    assert len(files) == len(set(files)), "a toc entry is listed twice"
 
 
 def test_generated_files_are_git_ignored_and_made_by_the_makefile():

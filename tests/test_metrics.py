@@ -18,16 +18,19 @@ def images(seed=0, shape=(40, 36, 3)):
     return np.clip(hr.astype(int) + noise, 0, 255).astype(np.uint8), hr
 
 
-def matlab_ssim(a, b):
-    """Wang et al. 2004 ssim_index.m, written out: 11×11 Gaussian σ=1.5, 'valid', population stats."""
+def matlab_ssim_map(a, b):
+    """Wang et al. 2004 ssim_index.m's map, written out: 11×11 Gaussian σ=1.5, 'valid', population stats."""
     g = np.exp(-((np.arange(11) - 5) ** 2) / (2 * 1.5**2))
     w = np.outer(g, g) / np.outer(g, g).sum()
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
     f = lambda x: correlate2d(x, w, mode="valid")  # noqa: E731
     mu_a, mu_b = f(a), f(b)
     va, vb, cov = f(a * a) - mu_a**2, f(b * b) - mu_b**2, f(a * b) - mu_a * mu_b
-    ssim_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (va + vb + c2))
-    return ssim_map.mean()
+    return ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (va + vb + c2))
+
+
+def matlab_ssim(a, b):
+    return matlab_ssim_map(a, b).mean()
 
 
 def test_y_equals_matlab_rgb2ycbcr():
@@ -69,13 +72,7 @@ def test_region_scores_use_only_the_masked_pixels():
     y_sr, y_hr = rgb_to_y(sr)[2:-2, 2:-2], rgb_to_y(hr)[2:-2, 2:-2]
     mse = np.mean((y_sr[:18] - y_hr[:18]) ** 2)
     assert psnr_y(sr, hr, 2, top) == pytest.approx(10 * np.log10(255**2 / mse), abs=1e-10)
-    g = np.exp(-((np.arange(11) - 5) ** 2) / (2 * 1.5**2))
-    w = np.outer(g, g) / np.outer(g, g).sum()
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    f = lambda x: correlate2d(x, w, mode="valid")  # noqa: E731
-    mu_a, mu_b = f(y_hr), f(y_sr)
-    va, vb, cov = f(y_hr * y_hr) - mu_a**2, f(y_sr * y_sr) - mu_b**2, f(y_hr * y_sr) - mu_a * mu_b
-    smap = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (va + vb + c2))
+    smap = matlab_ssim_map(y_hr, y_sr)
     # valid map row r is image row r + 5 of the cropped image: rows 5..17 are in the mask
     assert ssim_y(sr, hr, 2, top) == pytest.approx(smap[:13].mean(), abs=1e-9)
     with pytest.raises(ValueError, match="boolean array of the image's shape"):
