@@ -63,6 +63,8 @@ ENLCA_OPERATORS = {
     for m in (16, 128)
     for path in ("ref", "fast")
 }
+#: the matrix products of the fused ENLCA-m128 path alone (and with its two exps): a measured floor
+FLOOR_OPERATORS = ("enlca-m128-products", "enlca-m128-products+exp")
 OPERATORS = (
     "none",
     "conv3x3",
@@ -71,6 +73,7 @@ OPERATORS = (
     "nlsa-r4",
     "crisscross",
     *ENLCA_OPERATORS,
+    *FLOOR_OPERATORS,
 )
 #: models of the --pipeline mode (training step and inference)
 PIPELINE_MODELS = ("edsr", "enlcn", "edsr+enla", "edsr+nla", "edsr+nlsa", "edsr+crisscross")
@@ -127,6 +130,42 @@ MODEL_SIZE = 128
 
 
 # -- building the operators ------------------------------------------------------------------------
+class ProductsFloor(torch.nn.Module):
+    """Only the BLAS products that the fused ENLCA path (:func:`~enlcn.attention.fast.enlca_fast`) runs,
+    at its shapes, on random data — plus its two in-place ``exp_`` when ``with_exp``.
+
+    ``[θ; δ] = W X`` (2c×C · C×N), the two feature products ((m+1)×(c+2) and m×(c+2) · (c+2)×N),
+    ``X φ(K)ᵀ`` (C×N · N×m) and the output product ((C+1)×(m+1) · (m+1)×N): work every BLAS-based
+    implementation of Eqs. 5–6 has to do. Its time against the conv is the floor of the ENLCA/conv
+    ratio on this machine, before the norms, sums and the final division.
+    """
+
+    def __init__(self, channels: int, m: int, reduction: int = 4, with_exp: bool = False) -> None:
+        super().__init__()
+        c = channels // reduction
+        self.with_exp = with_exp
+        self.register_buffer("w_qk", torch.randn(2 * c, channels) / channels**0.5)
+        self.register_buffer("p_q", torch.randn(m + 1, c + 2) * 0.1)
+        self.register_buffer("p_k", torch.randn(m, c + 2) * 0.1)
+        self.register_buffer("ctx_t", torch.randn(channels + 1, m + 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, ch, h, w = x.shape
+        out = x.new_empty(b, ch + 1, h * w)
+        for i in range(b):
+            xi = x[i].reshape(ch, h * w)  # [C, N]
+            emb = self.w_qk @ xi  # [2c, N]
+            z = emb[: self.p_q.shape[1]]  # stands in for [Q; ‖Q‖²; 1] (same shape: c + 2 ≤ 2c rows)
+            phi_q = self.p_q @ z  # [m+1, N]
+            phi_k = self.p_k @ z  # [m, N]
+            if self.with_exp:
+                phi_q.exp_()
+                phi_k.exp_()
+            torch.mm(xi, phi_k.T)  # [C, m] = X φ(K)ᵀ
+            torch.mm(self.ctx_t, phi_q, out=out[i])  # [C+1, N]
+        return out
+
+
 def build_operator(name: str, device: str) -> Callable[[torch.Tensor], torch.Tensor]:
     """A callable ``x -> y`` for operator ``name`` (eval mode, on ``device``)."""
     from .attention import build_attention
@@ -146,6 +185,8 @@ def build_operator(name: str, device: str) -> Callable[[torch.Tensor], torch.Ten
         mod = build_attention("nlsa", CHANNELS, n_hashes=4)
     elif name == "crisscross":
         mod = build_attention("crisscross", CHANNELS)
+    elif name in FLOOR_OPERATORS:
+        mod = ProductsFloor(CHANNELS, 128, with_exp=name.endswith("+exp"))
     elif name in ENLCA_OPERATORS:
         kind, m, path = ENLCA_OPERATORS[name]
         mod = build_attention(kind, CHANNELS, m=m)
@@ -512,6 +553,10 @@ def ratios(
             (name, paired_ratio(paired, "enlca-m128-fast", "conv3x3"), "<= 1.0"),
             (f"{name}_separate_processes", _div(enlca, conv), "info"),
         ]
+        for op in FLOOR_OPERATORS:  # the measured floor: BLAS products (and exps) alone
+            if op in set(paired.operator):
+                label = op.replace("-", "_").replace("+", "_plus_")
+                head.append((f"{label}_over_conv3x3@{at}", paired_ratio(paired, op, "conv3x3"), "info"))
     else:
         head = [(name, _div(enlca, conv), "<= 1.0")]
     out = [
@@ -869,6 +914,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     paired = None
     pair = ["conv3x3", "enlca-m128-fast"]
     if set(pair) <= set(operators):  # the ≤ 1.0 target: interleaved calls in one process
+        pair += [op for op in FLOOR_OPERATORS if op in operators]
         at, rounds = ratio_size(df), max(20, 5 * repeats)
         print(f"interleaved: {rounds} rounds of {' / '.join(pair)} at {at}²", flush=True)
         paired = paired_times(pair, at, rounds, warmup, threads, device)

@@ -150,6 +150,9 @@ def cost_rows(root: Path = REPO, device: str = "cpu") -> list[dict[str, str]]:
             if claim is None or r["target"] == "info" or "identical" in ratio:
                 continue
             ours = f"{ratio} = {r['value']:.3g} (target {r['target']})"
+            floor = meta["ratios"].get(ratio.replace("m128_over", "m128_products_plus_exp_over"))
+            if ratio.startswith("enlca_m128_over_conv3x3@") and floor:
+                ours += f"; the BLAS products and exps alone: {floor['value']:.3g}"
             rows.append(
                 _row(
                     "2",

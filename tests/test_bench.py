@@ -59,11 +59,17 @@ def test_quick_bench_prints_ratios_that_parse(quick_run):
     # the ≤ 1.0 target comes from the interleaved rounds, the separate-process ratio is info
     values = {mt.group(1): (float(mt.group(2)), mt.group(3)) for mt in matches}
     paired = pd.read_csv(quick_run[1].with_name("cpu-paired.csv"))
-    assert len(paired) == 2 * 20 and set(paired.operator) == {"conv3x3", "enlca-m128-fast"}
+    assert len(paired) == 4 * 20
+    assert set(paired.operator) == {"conv3x3", "enlca-m128-fast", *bench.FLOOR_OPERATORS}
     value, target = values["enlca_m128_over_conv3x3@16"]
     assert target == "<= 1.0"
     assert value == pytest.approx(bench.paired_ratio(paired, "enlca-m128-fast", "conv3x3"), rel=1e-3)
     assert values["enlca_m128_over_conv3x3@16_separate_processes"][1] == "info"
+    floor = values["enlca_m128_products_plus_exp_over_conv3x3@16"]
+    assert floor[1] == "info"
+    assert floor[0] == pytest.approx(
+        bench.paired_ratio(paired, "enlca-m128-products+exp", "conv3x3"), rel=1e-3
+    )
 
 
 def test_provenance_json(quick_run):
