@@ -281,3 +281,11 @@ def test_run_notebooks_passes_extra_parameters(runner, tmp_path):
     assert rc == 0 and (out / "p.ipynb").exists()
     with pytest.raises(SystemExit):
         runner.main(["--input-dir", str(src), "--param", "not a name=1"])
+
+
+def test_the_findings_notebook_runs_after_the_ones_it_reads(runner, tmp_path):
+    for name in ("zeta", "findings", "ablations", "efficiency.tmp"):
+        (tmp_path / f"{name}.ipynb").write_text("{}")
+    order = [p.stem for p in runner.find_notebooks(tmp_path, [])]
+    assert order == ["ablations", "zeta", "findings"]
+    assert [p.stem for p in runner.find_notebooks(ROOT / "notebooks", [])][-1] == "findings"

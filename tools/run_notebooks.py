@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 
 TMP_SUFFIX = ".tmp.ipynb"
+#: notebooks that read the others' results: run after them, whatever their names
+RUN_LAST = ("findings",)
 
 
 class NotebookFailed(RuntimeError):
@@ -44,7 +46,8 @@ def find_notebooks(input_dir: Path, names: list[str]) -> list[Path]:
         return paths
     if not input_dir.is_dir():
         return []
-    return sorted(p for p in input_dir.glob("*.ipynb") if not p.name.endswith(TMP_SUFFIX))
+    found = (p for p in input_dir.glob("*.ipynb") if not p.name.endswith(TMP_SUFFIX))
+    return sorted(found, key=lambda p: (p.stem in RUN_LAST, p.name))
 
 
 def run_one(
