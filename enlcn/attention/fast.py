@@ -47,7 +47,11 @@ long as a 3×3 64→64 convolution (4.5–5 ms with oneDNN), which is why ENLCA 
 On a 2-core AMD EPYC (Zen 4, AVX-512; same torch wheel, MKL 2024.2) the gap is wider: fused path
 17.5 ms, conv 8.1 ms, the products alone 1.59× the conv (``enlcn bench``, interleaved rounds). Running
 the feature and output products through oneDNN as 1×1 convolutions instead was slower there too
-(4.8 vs 3.0 ms for ``P Z``, 6.4 vs 4.6 ms for the output product).
+(4.8 vs 3.0 ms for ``P Z``, 6.4 vs 4.6 ms for the output product). numpy's OpenBLAS 0.3.31 on the same
+shapes there (an ad-hoc check, not part of ``enlcn bench``): ``P Z`` 1.1 vs 2.6 ms with MKL, the output
+product 2.6 vs 4.8 ms, but ``X φ(K)ᵀ`` 4.6 vs 3.7 ms; even the faster library per product leaves the
+products alone at about one conv on that CPU, so only a kernel that fuses them (never writing ``φ``)
+could reach the conv there.
 """
 
 from __future__ import annotations
