@@ -1,8 +1,9 @@
 """The study's answer per claim, assembled from the results the notebooks and benchmarks wrote.
 
-:func:`findings` reads ``results/<profile>/…`` and ``results/bench/<device>*.json`` — nothing is typed in
-here but the claims, the paper's numbers (labelled as the paper's) and the rules that turn a
-measurement into a verdict. A missing result gives a row that says which command produces it.
+:func:`findings` reads ``results/<profile>/…`` and ``results/bench/<device>*.json`` (the verdict; runs on
+other CPUs under ``results/bench/other-machines/`` are quoted beside it) — nothing is typed in here but
+the claims, the paper's numbers (labelled as the paper's) and the rules that turn a measurement into a
+verdict. A missing result gives a row that says which command produces it.
 
 Verdict rules (stated once, here):
 
@@ -87,6 +88,17 @@ def _bench(root: Path, name: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def _other_machines(root: Path, name: str) -> list[dict]:
+    """Earlier runs of bench file ``name`` on other CPUs (``results/bench/other-machines/*/<name>``)."""
+    folder = root / "results" / "bench" / "other-machines"
+    return [json.loads(p.read_text()) for p in sorted(folder.glob(f"*/{name}"))]
+
+
+def _cpu(meta: dict) -> str:
+    hw = meta["provenance"].get("hardware", {})
+    return f"{hw.get('cpu', '?')}, {hw.get('torch_threads', '?')} threads"
+
+
 def _target_verdict(value: float, target: str) -> str:
     op, bound = target.split()
     ok = {"<=": value <= float(bound), ">=": value >= float(bound), "==": value == float(bound)}[op]
@@ -145,6 +157,7 @@ def cost_rows(root: Path = REPO, device: str = "cpu") -> list[dict[str, str]]:
             )
             continue
         commit = meta["provenance"].get("commit", "?")
+        others = _other_machines(root, name)
         for ratio, r in meta["ratios"].items():
             claim = next((c for prefix, c in BENCH_CLAIMS.items() if ratio.startswith(prefix)), None)
             if claim is None or r["target"] == "info" or "identical" in ratio:
@@ -153,6 +166,12 @@ def cost_rows(root: Path = REPO, device: str = "cpu") -> list[dict[str, str]]:
             floor = meta["ratios"].get(ratio.replace("m128_over", "m128_products_plus_exp_over"))
             if ratio.startswith("enlca_m128_over_conv3x3@") and floor:
                 ours += f"; the BLAS products and exps alone: {floor['value']:.3g}"
+            ours += f" on {_cpu(meta)}"
+            elsewhere = [
+                f"{o['ratios'][ratio]['value']:.3g} on {_cpu(o)}" for o in others if ratio in o["ratios"]
+            ]
+            if elsewhere:
+                ours += f" (earlier runs: {'; '.join(elsewhere)})"
             rows.append(
                 _row(
                     "2",

@@ -70,7 +70,7 @@ def test_approximation_rule_uses_m128_orthogonal(tmp_path):
 
 def test_bench_targets_become_met_or_not_met(tmp_path):
     meta = {
-        "provenance": {"commit": "abc123"},
+        "provenance": {"commit": "abc123", "hardware": {"cpu": "CPU A", "torch_threads": 2}},
         "ratios": {
             "enlca_m128_over_conv3x3@150": {"value": 1.2, "target": "<= 1.0"},
             "enlca_m128_products_plus_exp_over_conv3x3@150": {"value": 0.9, "target": "info"},
@@ -81,11 +81,19 @@ def test_bench_targets_become_met_or_not_met(tmp_path):
     }
     (tmp_path / "results" / "bench").mkdir(parents=True)
     (tmp_path / "results" / "bench" / "cpu.json").write_text(json.dumps(meta))
+    other = {  # an earlier run on another CPU: quoted beside ours, never the verdict
+        "provenance": {"commit": "def456", "hardware": {"cpu": "CPU B", "torch_threads": 2}},
+        "ratios": {"enlca_m128_over_conv3x3@150": {"value": 0.8, "target": "<= 1.0"}},
+    }
+    (tmp_path / "results" / "bench" / "other-machines" / "b").mkdir(parents=True)
+    (tmp_path / "results" / "bench" / "other-machines" / "b" / "cpu.json").write_text(json.dumps(other))
     rows = [r for r in findings.cost_rows(tmp_path) if "cpu.json" in r["source"]]
     assert [r["verdict"] for r in rows] == ["not met", "met"]  # info and identity checks are not claims
     assert rows[0]["ours"] == (
         "enlca_m128_over_conv3x3@150 = 1.2 (target <= 1.0); the BLAS products and exps alone: 0.9"
+        " on CPU A, 2 threads (earlier runs: 0.8 on CPU B, 2 threads)"
     )
+    assert rows[1]["ours"] == "nla_naive_over_enlca_m128@150 = 240 (target >= 67) on CPU A, 2 threads"
     assert rows[0]["source"] == "results/bench/cpu.json @ abc123"
 
 
