@@ -7,10 +7,16 @@ ENLA's estimate, the weights it really aggregates with (``D⁻¹φ(Q_i)ᵀφ(K)`
 On the procedural self-similarity images (:mod:`enlcn.data.synthetic`) the true repeats of every position
 are known, so the maps can be scored (:func:`repeat_precision`): the attention mass that falls on the true
 repeats of the query and the precision of its top positions, against uniform attention.
+
+Whether a trained network *uses* its attention at all: :func:`branch_share` (how much each module changes
+its input) and :func:`attention_removed` (the model with every attention module made the identity, to
+score what the attention contributes to PSNR).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +45,41 @@ def attention_inputs(model: nn.Module, lr: np.ndarray) -> list[Tensor]:
         for h in hooks:
             h.remove()
     return captured
+
+
+@contextmanager
+def attention_removed(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` with every attention module replaced by the identity until the block exits.
+
+    Every attention module holds its own residual (``x + …``), so the identity is "no attention": the
+    backbone exactly as trained, without the attention branch. Forward hooks, removed on exit.
+    """
+    hooks = [m.register_forward_hook(lambda _m, args, _out: args[0]) for m in model.attention_modules()]
+    try:
+        yield model
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+@torch.no_grad()
+def branch_share(model: nn.Module, lr: np.ndarray) -> np.ndarray:
+    """``‖A(x) − x‖ / ‖x‖`` of every attention module ``A`` of ``model`` on its input for the uint8 LR
+    image ``lr``: how much each module changes the features it is given (0 = an unused module)."""
+    shares: list[float] = []
+
+    def record(_m: nn.Module, args: tuple[Tensor, ...], out: Tensor) -> None:
+        x = args[0].double()
+        shares.append(float((out.double() - x).norm() / x.norm()))
+
+    hooks = [m.register_forward_hook(record) for m in model.attention_modules()]
+    try:
+        model.eval()
+        model(to_tensor(lr[None]))
+    finally:
+        for h in hooks:
+            h.remove()
+    return np.array(shares)
 
 
 @dataclass

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from enlcn.correlation import attention_inputs, correlation_maps, precision_table, repeat_precision
+from enlcn.correlation import (
+    attention_inputs,
+    attention_removed,
+    branch_share,
+    correlation_maps,
+    precision_table,
+    repeat_precision,
+)
 from enlcn.data import bicubic_downscale
 from enlcn.data.synthetic import SelfSimilarSet
 from enlcn.models import build_model
@@ -82,3 +89,37 @@ def test_query_outside_the_image_is_named(scene):
     model, lr, _ = scene
     with pytest.raises(IndexError, match="outside"):
         correlation_maps(model, lr, (lr.shape[0], 0))
+
+
+def test_attention_removed_is_the_backbone_with_identities_and_is_undone(scene):
+    model, lr, _ = scene
+    x = torch.from_numpy(lr).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        before = model(x)
+        with attention_removed(model):
+            removed = model(x)
+        after = model(x)
+        # the same network with its attention modules swapped for nn.Identity
+        saved = {i: model.body[i] for i in model.config.attention_positions()}
+        try:
+            for i in saved:
+                model.body[i] = torch.nn.Identity()
+            reference = model(x)
+        finally:
+            for i, m in saved.items():
+                model.body[i] = m
+    torch.testing.assert_close(removed, reference, rtol=0, atol=0)
+    torch.testing.assert_close(after, before, rtol=0, atol=0)  # hooks gone
+    assert (removed - before).abs().max() > 1e-4  # the attention did change the output
+
+
+def test_branch_share_is_the_relative_change_each_module_makes(scene):
+    model, lr, _ = scene
+    shares = branch_share(model, lr)
+    inputs = attention_inputs(model, lr)
+    assert shares.shape == (len(inputs),) == (len(list(model.attention_modules())),)
+    with torch.no_grad():
+        for share, module, x in zip(shares, model.attention_modules(), inputs, strict=True):
+            expected = float((module(x) - x).norm() / x.norm())
+            assert share == pytest.approx(expected, rel=1e-5)
+    assert (shares > 0).all()
