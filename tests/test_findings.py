@@ -121,3 +121,67 @@ def test_the_committed_cpu_results_give_a_complete_table():
     table = findings.findings("cpu")
     assert set(table.claim) == {"1", "2", "3", "4"}
     assert not table.isna().any().any()
+
+
+def test_attention_labels_are_the_study_run_labels():
+    from enlcn import study
+
+    assert findings.ENLCN_LABEL == study.ENLCA.label.removeprefix("+ ")
+    assert findings.ENLA_LABEL == study.ENLA.label.removeprefix("+ ")
+
+
+def _precision(tmp_path, ratios):
+    rows = [
+        {"model": model, "map": m, "mass / uniform": r}
+        for model, by_map in ratios.items()
+        for m, r in by_map.items()
+    ]
+    _write(tmp_path, "results/cpu/correlation_maps/precision_summary.csv", pd.DataFrame(rows))
+
+
+def test_attention_rule_reads_enlcn_and_compares_it_with_enla(tmp_path):
+    _precision(
+        tmp_path,
+        {
+            findings.ENLA_LABEL: {"exact": 1.05, "estimate": 1.1},
+            findings.ENLCN_LABEL: {"exact": 2.8, "estimate": 2.2},
+        },
+    )
+    (row,) = findings.attention_rows("cpu", tmp_path)
+    assert row["ours"] == (
+        "mass on true repeats / uniform mass — ENLA (k = 1): exact map 1.1×, estimate map 1.1×; "
+        "ENLA, ×k, contrastive (ENLCN): exact map 2.8×, estimate map 2.2×"
+    )
+    assert row["verdict"] == "attention prefers the repeats; more focused than ENLA (k = 1)"
+    # ENLA alone: the subject of the claim is missing, so no verdict on it
+    _precision(tmp_path, {findings.ENLA_LABEL: {"exact": 3.0, "estimate": 3.0}})
+    (row,) = findings.attention_rows("cpu", tmp_path)
+    assert row["verdict"] == "not run yet (the ENLCN model)"
+    _precision(
+        tmp_path,
+        {
+            findings.ENLA_LABEL: {"exact": 3.0, "estimate": 1.0},
+            findings.ENLCN_LABEL: {"exact": 2.0, "estimate": 0.9},
+        },
+    )
+    (row,) = findings.attention_rows("cpu", tmp_path)
+    assert row["verdict"] == "no preference for the repeats; not more focused than ENLA (k = 1)"
+
+
+def test_attention_use_row_reports_the_psnr_change_without_attention(tmp_path):
+    _precision(tmp_path, {findings.ENLCN_LABEL: {"exact": 2.8, "estimate": 2.2}})
+    use = pd.DataFrame(
+        [
+            {
+                "model": "M",
+                "Δ photos (dB)": -0.0284,
+                "Δ selfsim (dB)": 0.0025,
+                "share 0": 0.071,
+                "share 1": 0.093,
+            }
+        ]
+    )
+    _write(tmp_path, "results/cpu/correlation_maps/attention_use.csv", use)
+    _, row = findings.attention_rows("cpu", tmp_path)
+    assert row["ours"] == "M: photos -0.028 dB, selfsim +0.003 dB; each module changes its input by 7%–9%"
+    assert row["source"] == "results/cpu/correlation_maps/attention_use.csv"
