@@ -30,21 +30,27 @@ from .data.synthetic import true_repeats
 from .experiments import effective_positions
 
 
-def attention_inputs(model: nn.Module, lr: np.ndarray) -> list[Tensor]:
-    """The input ``[1, C, h, w]`` of every attention module of ``model`` for the uint8 LR image ``lr``."""
-    captured: list[Tensor] = []
+@torch.no_grad()
+def attention_io(model: nn.Module, lr: np.ndarray) -> list[tuple[Tensor, Tensor]]:
+    """``(input, output)`` (``[1, C, h, w]`` each) of every attention module of ``model`` for the uint8 LR
+    image ``lr``, from one eval-mode forward pass."""
+    captured: list[tuple[Tensor, Tensor]] = []
     hooks = [
-        m.register_forward_hook(lambda _m, args, _out: captured.append(args[0].detach()))
+        m.register_forward_hook(lambda _m, args, out: captured.append((args[0].detach(), out.detach())))
         for m in model.attention_modules()
     ]
     try:
         model.eval()
-        with torch.no_grad():
-            model(to_tensor(lr[None]))
+        model(to_tensor(lr[None]))
     finally:
         for h in hooks:
             h.remove()
     return captured
+
+
+def attention_inputs(model: nn.Module, lr: np.ndarray) -> list[Tensor]:
+    """The input ``[1, C, h, w]`` of every attention module of ``model`` for the uint8 LR image ``lr``."""
+    return [x for x, _ in attention_io(model, lr)]
 
 
 @contextmanager
@@ -62,24 +68,12 @@ def attention_removed(model: nn.Module) -> Iterator[nn.Module]:
             h.remove()
 
 
-@torch.no_grad()
 def branch_share(model: nn.Module, lr: np.ndarray) -> np.ndarray:
     """``‖A(x) − x‖ / ‖x‖`` of every attention module ``A`` of ``model`` on its input for the uint8 LR
     image ``lr``: how much each module changes the features it is given (0 = an unused module)."""
-    shares: list[float] = []
-
-    def record(_m: nn.Module, args: tuple[Tensor, ...], out: Tensor) -> None:
-        x = args[0].double()
-        shares.append(float((out.double() - x).norm() / x.norm()))
-
-    hooks = [m.register_forward_hook(record) for m in model.attention_modules()]
-    try:
-        model.eval()
-        model(to_tensor(lr[None]))
-    finally:
-        for h in hooks:
-            h.remove()
-    return np.array(shares)
+    return np.array(
+        [float((y.double() - x.double()).norm() / x.double().norm()) for x, y in attention_io(model, lr)]
+    )
 
 
 @dataclass

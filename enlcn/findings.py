@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import study
 from .provenance import REPO
 
 #: a TV distance below this is "close" (see the module docstring)
@@ -218,8 +219,8 @@ def psnr_rows(profile: str, root: Path = REPO) -> list[dict[str, str]]:
 
 
 #: model labels in the ``correlation_maps`` results (the study's run labels without the leading "+ ")
-ENLCN_LABEL = "ENLA, ×k, contrastive (ENLCN)"
-ENLA_LABEL = "ENLA (k = 1)"
+ENLCN_LABEL = study.ENLCA.label.removeprefix("+ ")
+ENLA_LABEL = study.ENLA.label.removeprefix("+ ")
 
 
 def attention_rows(profile: str, root: Path = REPO) -> list[dict[str, str]]:

@@ -123,13 +123,6 @@ def test_the_committed_cpu_results_give_a_complete_table():
     assert not table.isna().any().any()
 
 
-def test_attention_labels_are_the_study_run_labels():
-    from enlcn import study
-
-    assert findings.ENLCN_LABEL == study.ENLCA.label.removeprefix("+ ")
-    assert findings.ENLA_LABEL == study.ENLA.label.removeprefix("+ ")
-
-
 def _precision(tmp_path, ratios):
     rows = [
         {"model": model, "map": m, "mass / uniform": r}
