@@ -15,7 +15,10 @@ allocator is set to keep freed memory (:func:`warm_allocator`), as in a long-run
 
 The ENLCA / conv target ratio, a few tens of percent either way, is taken from interleaved calls of the
 two operators in one process (:func:`paired_times`, ``<out stem>-paired.csv``), so that the drift of a
-shared machine between two processes minutes apart does not enter it.
+shared machine between two processes minutes apart does not enter it. ``enlca-m128-fast`` is the module's
+inference forward as a user gets it (the native kernel where it builds, see :mod:`enlcn.attention.native`;
+which one ran is in the JSON's ``parameters.enlca_fast_path``); ``enlca-m128-python`` is the same fused
+algebra in torch only, measured beside it.
 
 Printed: the table, the ratios of the efficiency claims measured in this same run, and the contrastive
 loss with a partial selection (``topk``, what :func:`~enlcn.attention.contrastive.contrastive_loss` does)
@@ -51,6 +54,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from .attention import native
 from .provenance import Provenance, hardware, load_average, write_csv_atomic, write_json_atomic
 
 CHANNELS = 64
@@ -65,6 +69,8 @@ ENLCA_OPERATORS = {
 }
 #: the matrix products of the fused ENLCA-m128 path alone (and with its two exps): a measured floor
 FLOOR_OPERATORS = ("enlca-m128-products", "enlca-m128-products+exp")
+#: the fused path in Python/torch only (the native kernel of enlcn.attention.native switched off)
+PYTHON_OPERATOR = "enlca-m128-python"
 OPERATORS = (
     "none",
     "conv3x3",
@@ -73,6 +79,7 @@ OPERATORS = (
     "nlsa-r4",
     "crisscross",
     *ENLCA_OPERATORS,
+    PYTHON_OPERATOR,
     *FLOOR_OPERATORS,
 )
 #: models of the --pipeline mode (training step and inference)
@@ -136,8 +143,10 @@ class ProductsFloor(torch.nn.Module):
 
     ``[θ; δ] = W X`` (2c×C · C×N), the two feature products ((m+1)×(c+2) and m×(c+2) · (c+2)×N),
     ``X φ(K)ᵀ`` (C×N · N×m) and the output product ((C+1)×(m+1) · (m+1)×N): work every BLAS-based
-    implementation of Eqs. 5–6 has to do. Its time against the conv is the floor of the ENLCA/conv
-    ratio on this machine, before the norms, sums and the final division.
+    implementation of Eqs. 5–6 has to do. Its time against the conv is the floor of the whole-image
+    Python path (``enlca-m128-python``) on this machine, before the norms, sums and the final division;
+    the native kernel (:mod:`enlcn.attention.native`) runs the same products per cache-sized block and
+    goes below it.
     """
 
     def __init__(self, channels: int, m: int, reduction: int = 4, with_exp: bool = False) -> None:
@@ -187,10 +196,13 @@ def build_operator(name: str, device: str) -> Callable[[torch.Tensor], torch.Ten
         mod = build_attention("crisscross", CHANNELS)
     elif name in FLOOR_OPERATORS:
         mod = ProductsFloor(CHANNELS, 128, with_exp=name.endswith("+exp"))
-    elif name in ENLCA_OPERATORS:
-        kind, m, path = ENLCA_OPERATORS[name]
+    elif name in ENLCA_OPERATORS or name == PYTHON_OPERATOR:
+        kind, m, path = ENLCA_OPERATORS.get(name, ("enlca", 128, "fast"))
         mod = build_attention(kind, CHANNELS, m=m)
         mod.use_fast_path = path == "fast"
+        mod.use_native = name != PYTHON_OPERATOR
+        if mod.use_native:
+            native.load()  # build / load the kernel before anything is timed
     else:
         known = ", ".join((*OPERATORS, *MODEL_OPERATORS))
         raise ValueError(f"unknown operator {name!r}; choose from {known}")
@@ -553,7 +565,7 @@ def ratios(
             (name, paired_ratio(paired, "enlca-m128-fast", "conv3x3"), "<= 1.0"),
             (f"{name}_separate_processes", _div(enlca, conv), "info"),
         ]
-        for op in FLOOR_OPERATORS:  # the measured floor: BLAS products (and exps) alone
+        for op in (PYTHON_OPERATOR, *FLOOR_OPERATORS):  # the Python path; its BLAS products (and exps) alone
             if op in set(paired.operator):
                 label = op.replace("-", "_").replace("+", "_plus_")
                 head.append((f"{label}_over_conv3x3@{at}", paired_ratio(paired, op, "conv3x3"), "info"))
@@ -725,9 +737,11 @@ def run_summary(meta: dict) -> str:
     """One line saying where and when a run (a JSON of :func:`read_results`) was measured."""
     prov, hw = meta["provenance"], meta["provenance"]["hardware"]
     where = hw["gpu"] if hw["device"].startswith("cuda") and "gpu" in hw else hw["cpu"]
+    path = prov.get("parameters", {}).get("enlca_fast_path", "python (before the native kernel existed)")
     return (
         f"{where} ({hw['device']}, {hw['torch_threads']} threads), torch {prov['versions']['torch']}, "
-        f"commit {prov['commit']}, {prov['started']}, load average {hw['load_average_1_5_15min']}"
+        f"commit {prov['commit']}, {prov['started']}, load average {hw['load_average_1_5_15min']}, "
+        f"ENLCA fast path: {path}"
     )
 
 
@@ -804,7 +818,8 @@ def run_models(args: argparse.Namespace, threads: int, device: str, out: Path) -
     ops = [f"model-edsr-{args.preset}-x{scale}", f"model-enlcn-{args.preset}-x{scale}"]
     repeats = args.repeats if args.repeats is not None else 10  # interleaved rounds
     warmup = args.warmup if args.warmup is not None else 1
-    prov = start_provenance(None, _parameters(args, repeats=repeats, warmup=warmup), device, threads)
+    params = _parameters(args, repeats=repeats, warmup=warmup, enlca_fast_path=native.status())
+    prov = start_provenance(None, params, device, threads)
     size = args.model_size
     floor = min(MODEL_MIN_REPEATS, repeats)  # separate processes: peak memory and a standalone time each
     df = run_bench([size], ops, floor, warmup, threads, device, isolate=not args.in_process, progress=print)
@@ -889,13 +904,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_models(args, threads, device, out)
     if args.pipeline:
         return run_pipeline(args, threads, device, out)
+    fast_path = native.status()  # builds the native kernel if needed, before any timing
     print(
         f"enlcn bench: device={device} threads={threads} sizes={list(sizes)} "
-        f"repeats={repeats} warmup={warmup}"
+        f"repeats={repeats} warmup={warmup}; ENLCA fast path: {fast_path}"
     )
-    prov = start_provenance(
-        None, _parameters(args, sizes=list(sizes), repeats=repeats, warmup=warmup), device, threads
-    )
+    params = _parameters(args, sizes=list(sizes), repeats=repeats, warmup=warmup, enlca_fast_path=fast_path)
+    prov = start_provenance(None, params, device, threads)
     df = run_bench(
         sizes,
         operators,
@@ -914,7 +929,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     paired = None
     pair = ["conv3x3", "enlca-m128-fast"]
     if set(pair) <= set(operators):  # the ≤ 1.0 target: interleaved calls in one process
-        pair += [op for op in FLOOR_OPERATORS if op in operators]
+        pair += [op for op in (PYTHON_OPERATOR, *FLOOR_OPERATORS) if op in operators]
         at, rounds = ratio_size(df), max(20, 5 * repeats)
         print(f"interleaved: {rounds} rounds of {' / '.join(pair)} at {at}²", flush=True)
         paired = paired_times(pair, at, rounds, warmup, threads, device)

@@ -105,6 +105,12 @@ def _cpu(meta: dict) -> str:
     return f"{hw.get('cpu', '?')}, {hw.get('torch_threads', '?')} threads"
 
 
+def _fast_path(meta: dict) -> str:
+    """Which ENLCA inference path a bench run timed: ``native (…)`` or ``python`` (runs before the kernel)."""
+    path = meta["provenance"].get("parameters", {}).get("enlca_fast_path", "python")
+    return "Python fused" if path.startswith("python") else path
+
+
 def _target_verdict(value: float, target: str) -> str:
     op, bound = target.split()
     ok = {"<=": value <= float(bound), ">=": value >= float(bound), "==": value == float(bound)}[op]
@@ -169,12 +175,21 @@ def cost_rows(root: Path = REPO, device: str = "cpu") -> list[dict[str, str]]:
             if claim is None or r["target"] == "info" or "identical" in ratio:
                 continue
             ours = f"{ratio} = {r['value']:.3g} (target {r['target']})"
-            floor = meta["ratios"].get(ratio.replace("m128_over", "m128_products_plus_exp_over"))
-            if ratio.startswith("enlca_m128_over_conv3x3@") and floor:
-                ours += f"; the BLAS products and exps alone: {floor['value']:.3g}"
+            conv_ratio = ratio.startswith("enlca_m128_over_conv3x3@")
+            if conv_ratio:
+                ours += f" by the {_fast_path(meta)} path"
+                python = meta["ratios"].get(ratio.replace("m128_over", "m128_python_over"))
+                if python:
+                    ours += f"; the Python fused path: {python['value']:.3g}"
+                floor = meta["ratios"].get(ratio.replace("m128_over", "m128_products_plus_exp_over"))
+                if floor:
+                    ours += f"; its BLAS products and exps alone: {floor['value']:.3g}"
             ours += f" on {_cpu(meta)}"
             elsewhere = [
-                f"{o['ratios'][ratio]['value']:.3g} on {_cpu(o)}" for o in others if ratio in o["ratios"]
+                f"{o['ratios'][ratio]['value']:.3g} on {_cpu(o)}"
+                + (f", {_fast_path(o)} path" if conv_ratio else "")
+                for o in others
+                if ratio in o["ratios"]
             ]
             if elsewhere:
                 ours += f" (earlier runs: {'; '.join(elsewhere)})"

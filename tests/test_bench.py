@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from enlcn import bench
+from enlcn.attention import native
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +60,16 @@ def test_quick_bench_prints_ratios_that_parse(quick_run):
     # the ≤ 1.0 target comes from the interleaved rounds, the separate-process ratio is info
     values = {mt.group(1): (float(mt.group(2)), mt.group(3)) for mt in matches}
     paired = pd.read_csv(quick_run[1].with_name("cpu-paired.csv"))
-    assert len(paired) == 4 * 20
-    assert set(paired.operator) == {"conv3x3", "enlca-m128-fast", *bench.FLOOR_OPERATORS}
+    assert len(paired) == 5 * 20
+    assert set(paired.operator) == {
+        "conv3x3",
+        "enlca-m128-fast",
+        bench.PYTHON_OPERATOR,
+        *bench.FLOOR_OPERATORS,
+    }
+    python = values["enlca_m128_python_over_conv3x3@16"]
+    assert python[1] == "info"
+    assert python[0] == pytest.approx(bench.paired_ratio(paired, bench.PYTHON_OPERATOR, "conv3x3"), rel=1e-3)
     value, target = values["enlca_m128_over_conv3x3@16"]
     assert target == "<= 1.0"
     assert value == pytest.approx(bench.paired_ratio(paired, "enlca-m128-fast", "conv3x3"), rel=1e-3)
@@ -82,6 +91,7 @@ def test_provenance_json(quick_run):
     assert prov["versions"]["torch"] and prov["commit"] and prov["started"]
     assert {"cpu", "cores", "torch_threads", "device", "load_average_1_5_15min"} <= set(prov["hardware"])
     assert prov["hardware"]["device"] == "cpu"
+    assert prov["parameters"]["enlca_fast_path"] == native.status()  # which ENLCA path was timed
     assert all(set(r) == {"value", "target"} for r in meta["ratios"].values())
     read_meta, table = bench.read_results(out.with_suffix(".json"))
     assert read_meta == meta and len(table) > 0

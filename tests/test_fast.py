@@ -22,8 +22,13 @@ def reference(mod, x):
 
 
 def assert_matches(mod, x, chunk=2048):
+    """The Python fused path (the native kernel, tested in test_native.py, switched off) vs the reference."""
     ref = reference(mod, x)
-    fast = enlca_fast(mod, x, chunk=chunk)
+    mod.use_native = False
+    try:
+        fast = enlca_fast(mod, x, chunk=chunk)
+    finally:
+        mod.use_native = True
     assert fast.shape == ref.shape and fast.dtype == ref.dtype
     scale = ref.abs().max().item()
     diff = (fast - ref).abs().max().item()

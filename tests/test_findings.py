@@ -70,9 +70,14 @@ def test_approximation_rule_uses_m128_orthogonal(tmp_path):
 
 def test_bench_targets_become_met_or_not_met(tmp_path):
     meta = {
-        "provenance": {"commit": "abc123", "hardware": {"cpu": "CPU A", "torch_threads": 2}},
+        "provenance": {
+            "commit": "abc123",
+            "hardware": {"cpu": "CPU A", "torch_threads": 2},
+            "parameters": {"enlca_fast_path": "native (AVX-512)"},
+        },
         "ratios": {
             "enlca_m128_over_conv3x3@150": {"value": 1.2, "target": "<= 1.0"},
+            "enlca_m128_python_over_conv3x3@150": {"value": 2.2, "target": "info"},
             "enlca_m128_products_plus_exp_over_conv3x3@150": {"value": 0.9, "target": "info"},
             "nla_naive_over_enlca_m128@150": {"value": 240.0, "target": ">= 67"},
             "nla_sdpa_over_enlca_m128@150": {"value": 400.0, "target": "info"},
@@ -90,8 +95,9 @@ def test_bench_targets_become_met_or_not_met(tmp_path):
     rows = [r for r in findings.cost_rows(tmp_path) if "cpu.json" in r["source"]]
     assert [r["verdict"] for r in rows] == ["not met", "met"]  # info and identity checks are not claims
     assert rows[0]["ours"] == (
-        "enlca_m128_over_conv3x3@150 = 1.2 (target <= 1.0); the BLAS products and exps alone: 0.9"
-        " on CPU A, 2 threads (earlier runs: 0.8 on CPU B, 2 threads)"
+        "enlca_m128_over_conv3x3@150 = 1.2 (target <= 1.0) by the native (AVX-512) path; the Python fused"
+        " path: 2.2; its BLAS products and exps alone: 0.9 on CPU A, 2 threads (earlier runs: 0.8 on"
+        " CPU B, 2 threads, Python fused path)"
     )
     assert rows[1]["ours"] == "nla_naive_over_enlca_m128@150 = 240 (target >= 67) on CPU A, 2 threads"
     assert rows[0]["source"] == "results/bench/cpu.json @ abc123"

@@ -104,6 +104,7 @@ class ENLCA(Attention):
         self.register_buffer("calls_since_redraw", torch.zeros((), dtype=torch.long))
         self.contrastive_enabled = options.contrastive  # the trainer switches it on after warm-up
         self.use_fast_path = True  # eval + no-grad forwards take the fused path of .fast (same output)
+        self.use_native = True  # …and on the CPU its native kernel (.native) when that is available
 
     # -- Eq. 3 ----------------------------------------------------------------------------------
     def embed(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -50,8 +50,19 @@ the feature and output products through oneDNN as 1×1 convolutions instead was 
 (4.8 vs 3.0 ms for ``P Z``, 6.4 vs 4.6 ms for the output product). numpy's OpenBLAS 0.3.31 on the same
 shapes there (an ad-hoc check, not part of ``enlcn bench``): ``P Z`` 1.1 vs 2.6 ms with MKL, the output
 product 2.6 vs 4.8 ms, but ``X φ(K)ᵀ`` 4.6 vs 3.7 ms; even the faster library per product leaves the
-products alone at about one conv on that CPU, so only a kernel that fuses them (never writing ``φ``)
-could reach the conv there.
+products alone at about one conv on that CPU.
+
+What did reach the conv there is :mod:`enlcn.attention.native`: the same products per block of 256
+tokens inside one OpenMP region (each thread owns whole blocks, so no BLAS call is threaded and each
+block's feature map stays in L2), an AVX-512 polynomial ``exp`` with the ``eps`` and row sums folded in,
+and oneDNN's brgemm for the untransposed products. Per thread and image at 150×150 (2 threads, each half
+the tokens; timers inside the kernel): embeddings 0.6 ms, norms 0.15, the two feature products 0.5 each,
+the two ``exp`` passes 0.3 each, ``X φ(K)ᵀ`` 2.0 (sgemm; it needs a transposed operand), output product
+1.7, final division 0.4 — 7.3 ms against the conv's 8.0–8.5 in interleaved rounds. Steps that did not
+help, measured there: ``at::`` tensor ops inside the region instead of raw BLAS calls (dispatcher and
+``InferenceMode`` overhead), a hand-written AVX-512 feature product with fused ``exp`` (1.19 ms vs 1.16
+for sgemm + ``exp``: with ``c + 2 = 18`` the product is FMA-bound either way), blocks of 512 or 1024
+tokens (slower) and dynamic scheduling (no change).
 """
 
 from __future__ import annotations
@@ -61,6 +72,8 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
+
+from . import native
 
 if TYPE_CHECKING:  # pragma: no cover
     from .enlca import ENLCA
@@ -92,13 +105,17 @@ def fused_embedding_weights(module, dt: torch.dtype) -> tuple[Tensor, Tensor, Te
 def enlca_fast(module: ENLCA, x: Tensor, chunk: int = DEFAULT_CHUNK) -> Tensor:
     """ENLCA/ENLA forward of ``module`` on ``x`` (``B×C×H×W``) for inference; equals the reference path.
 
-    No autograd (runs under ``no_grad``) and no contrastive loss; the caller handles ``aux_loss``.
+    No autograd (runs under ``no_grad``) and no contrastive loss; the caller handles ``aux_loss``. Whole
+    float32 CPU images with both constant shifts go to the native kernel (:mod:`enlcn.attention.native`)
+    when it is available and ``module.use_native`` is true, else to :func:`_enlca_whole`.
     """
     if not fast_supported(module):
         raise ValueError("enlca_fast supports embed_kernel = 1 only")
     o = module.options
     q_shift, k_shift = constant_shifts(module.projection, o.k, o.key_norm)
     if chunk >= x.shape[-2] * x.shape[-1] and q_shift is not None and k_shift is not None:
+        if getattr(module, "use_native", True) and native.supported(x, q_shift, k_shift) and native.load():
+            return native.enlca_native(module, x, q_shift, k_shift)
         return _enlca_whole(module, x, q_shift, k_shift)
     bsz, ch, height, width = x.shape
     n = height * width

@@ -1,0 +1,139 @@
+"""The native CPU kernel of ENLCA's inference path (``csrc/enlca_cpu.cpp``): built on first use, optional.
+
+:func:`enlca_native` computes exactly what :func:`enlcn.attention.fast._enlca_whole` computes (same
+products, same constant shifts, Eqs. 3–6), but over blocks of :data:`BLOCK` tokens in one parallel region,
+so that each block's feature map is produced, exponentiated and consumed while it is in cache instead of
+being streamed through memory by whole-image BLAS calls. Its ``exp`` is a polynomial (≤ 2 ulp against
+``torch.exp`` on the arguments the kernel sees, tested) and the final division a reciprocal multiply; the
+output matches the reference path to float rounding (tests/test_native.py).
+
+The kernel is compiled with ``torch.utils.cpp_extension`` (``-O3 -march=native -fopenmp``, ~30–60 s once per
+machine, torch version and source) into torch's extension cache, under a name that includes a hash of the
+source, the compile flags, the torch version and this CPU's flags, so that a home directory shared by two
+different CPUs never loads a binary built for the other. Anything that prevents building or loading it (no
+compiler, no ``sgemm_`` symbol in torch's library, a non-x86 machine) makes :func:`load` return ``None``;
+the Python fused path is then used and :func:`status` says why. ``ENLCN_NATIVE=0`` switches it off.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+import os
+import platform
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .enlca import ENLCA
+
+SOURCE = Path(__file__).with_name("csrc") / "enlca_cpu.cpp"
+CFLAGS = ("-O3", "-march=native", "-fopenmp")
+LDFLAGS = ("-fopenmp",)
+ENV = "ENLCN_NATIVE"
+#: tokens per block: the block's feature map, (m+1)×256 floats, stays in L2 (measured: 256 faster than
+#: 512 and 1024 at 150×150 on a 2-core AMD EPYC; see enlcn/attention/fast.py)
+BLOCK = 256
+
+_why_not: str | None = None
+
+
+def _cpu_flags() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def build_name() -> str:
+    """Extension name: changes with the source, the flags, the torch version and the CPU's features."""
+    key = "\n".join([SOURCE.read_text(), " ".join(CFLAGS + LDFLAGS), torch.__version__, _cpu_flags()])
+    return "enlcn_enlca_cpu_" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+@functools.cache
+def load() -> ModuleType | None:
+    """The compiled kernel (built on first call), or ``None`` when unavailable (see :func:`status`)."""
+    global _why_not
+    if os.environ.get(ENV, "1") == "0":
+        _why_not = f"switched off by {ENV}=0"
+        return None
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        _why_not = f"not built for {platform.machine()} (x86-64 only)"
+        return None
+    try:
+        from torch.utils import cpp_extension
+
+        name = build_name()
+        build_dir = Path(cpp_extension._get_build_directory(name, verbose=False))
+        if not any(build_dir.glob(f"{name}*.so")):
+            print(
+                f"enlcn: building the native ENLCA CPU kernel (once; ~1 min) in {build_dir}", file=sys.stderr
+            )
+        return cpp_extension.load(
+            name, [str(SOURCE)], extra_cflags=list(CFLAGS), extra_ldflags=list(LDFLAGS), verbose=False
+        )
+    except Exception as exc:  # noqa: BLE001 - any build/load failure means: use the Python path
+        _why_not = f"build or load failed: {type(exc).__name__}: {str(exc).strip().splitlines()[-1][:300]}"
+        return None
+
+
+def status() -> str:
+    """``"native (AVX-512, oneDNN brgemm)"`` (what it was built with), or ``"python: <why not native>"``."""
+    ext = load()
+    if ext is None:
+        return f"python: {_why_not}"
+    parts = [p for p, on in (("AVX-512", ext.avx512()), ("oneDNN brgemm", ext.uses_brgemm())) if on]
+    return f"native ({', '.join(parts)})" if parts else "native"
+
+
+def supported(x: Tensor, s_q: float | None, s_k: float | None) -> bool:
+    """Whether the kernel applies: float32 on the CPU, both constant shifts (see ``fast.constant_shifts``)."""
+    return x.device.type == "cpu" and x.dtype == torch.float32 and s_q is not None and s_k is not None
+
+
+def kernel_operands(module: ENLCA, s_q: float, s_k: float) -> tuple[Tensor, ...]:
+    """``w_qk, b_qk, p_q, p_k, w_v, b_v`` of the kernel (float32, contiguous) for ``module``.
+
+    ``p_q = [[F, 0, −s_q]; [0, ½, ln eps − s_q]]`` (the second row only when ``feature_eps > 0``) and
+    ``p_k = [F, −½, −s_k]`` act on ``Z = [Q; ‖Q‖²; 1]`` / ``[K; ‖K‖²; 1]`` exactly as in
+    :func:`enlcn.attention.fast._enlca_whole`.
+    """
+    from .fast import fused_embedding_weights
+
+    o = module.options
+    w_qk, b_qk, w_v, b_v = fused_embedding_weights(module, torch.float32)
+    proj = module.projection.float()
+    m, c = proj.shape
+    eps = float(o.feature_eps)
+    p_q = proj.new_zeros(m + 1 if eps else m, c + 2)
+    p_q[:m, :c] = proj
+    p_q[:m, c + 1] = -s_q
+    if eps:
+        p_q[m, c] = 0.5
+        p_q[m, c + 1] = math.log(eps) - s_q
+    p_k = torch.cat([proj, proj.new_full((m, 1), -0.5), proj.new_full((m, 1), -s_k)], dim=1)
+    return tuple(t.contiguous() for t in (w_qk, b_qk.reshape(-1), p_q, p_k, w_v, b_v))
+
+
+@torch.no_grad()
+def enlca_native(module: ENLCA, x: Tensor, s_q: float, s_k: float, block: int = BLOCK) -> Tensor:
+    """ENLCA/ENLA inference forward of ``module`` on ``x`` by the native kernel (call :func:`load` first)."""
+    ext = load()
+    if ext is None:
+        raise RuntimeError(f"the native ENLCA kernel is not available ({_why_not})")
+    o = module.options
+    eps_k = float(o.feature_eps) * math.exp(-s_k)  # φ(K) = exp(F K − ‖K‖²/2 − s_k) + eps·exp(−s_k)
+    ops = kernel_operands(module, s_q, s_k)
+    return ext.enlca_forward(
+        x.contiguous(), *ops, math.sqrt(o.k), float(o.norm_eps), eps_k, float(o.res_scale), int(block)
+    )

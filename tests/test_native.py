@@ -1,0 +1,145 @@
+"""The native CPU kernel of ENLCA's inference path (enlcn.attention.native) equals the reference path."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from enlcn.attention import build_attention, native
+from enlcn.attention.fast import _enlca_whole, constant_shifts
+
+X86_WITH_COMPILER = platform.machine().lower() in ("x86_64", "amd64") and bool(shutil.which("c++"))
+needs_kernel = pytest.mark.skipif(native.load() is None, reason=f"kernel unavailable: {native.status()}")
+
+
+@pytest.mark.skipif(not X86_WITH_COMPILER or os.environ.get(native.ENV) == "0", reason="no x86-64 + C++")
+def test_kernel_builds_on_x86_with_a_compiler():
+    """Where it can be built it must be: a silent fallback would hide a broken kernel from every test."""
+    assert native.load() is not None, native.status()
+    assert native.status().startswith("native")
+
+
+def _reference(mod, x):
+    mod.use_fast_path = False
+    try:
+        with torch.no_grad():
+            return mod(x)
+    finally:
+        mod.use_fast_path = True
+
+
+def _native(mod, x, block=native.BLOCK):
+    s_q, s_k = constant_shifts(mod.projection, mod.options.k, mod.options.key_norm)
+    return native.enlca_native(mod, x, s_q, s_k, block=block)
+
+
+def assert_close(y, ref, x):
+    assert y.shape == ref.shape and y.dtype == ref.dtype
+    diff = (y - ref).abs().max().item()
+    assert diff <= 1e-5 * ref.abs().max().item()
+    assert diff <= 1e-4 * (ref - x).abs().max().item() + 1e-7  # the attention term alone, too
+
+
+@needs_kernel
+@pytest.mark.parametrize("shape", [(1, 64, 20, 23), (2, 16, 7, 7), (3, 32, 5, 13), (1, 64, 1, 1)])
+@pytest.mark.parametrize("variant", ["official", "paper"])
+@pytest.mark.parametrize("kind", ["enla", "enlca"])
+@pytest.mark.parametrize("m", [16, 128])
+def test_native_equals_reference(shape, variant, kind, m):
+    torch.manual_seed(0)
+    b, ch, h, w = shape
+    mod = build_attention(kind, ch, m=m, variant=variant).eval()
+    x = torch.randn(b, ch, h, w)
+    ref = _reference(mod, x)
+    assert_close(_native(mod, x), ref, x)
+    assert_close(_native(mod, x, block=16), ref, x)  # many ragged blocks, each thread several
+    with torch.no_grad():
+        assert torch.equal(mod(x), _native(mod, x))  # the module's inference forward takes the kernel
+
+
+@needs_kernel
+def test_native_matches_the_python_fused_path_and_thread_counts():
+    torch.manual_seed(1)
+    mod = build_attention("enlca", 64, m=128).eval()
+    x = torch.randn(1, 64, 37, 41)
+    s_q, s_k = constant_shifts(mod.projection, mod.options.k, mod.options.key_norm)
+    with torch.no_grad():
+        python = _enlca_whole(mod, x, s_q, s_k)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = _native(mod, x)
+    finally:
+        torch.set_num_threads(threads)
+    assert_close(_native(mod, x), python, x)
+    assert_close(one, python, x)
+
+
+@needs_kernel
+def test_tokens_below_the_norm_eps_and_non_contiguous_input():
+    torch.manual_seed(3)
+    mod = build_attention("enlca", 16, m=32).eval()
+    with torch.no_grad():
+        mod.theta.bias.zero_()
+        mod.delta.bias.zero_()
+    x = torch.randn(1, 16, 8, 8)
+    x[..., :3, :] = 0.0  # θ = δ = 0 there
+    x[..., 3, :] = 1e-6  # 0 < ‖θ‖ < ε_n there
+    assert_close(_native(mod, x), _reference(mod, x), x)
+    xt = torch.randn(1, 9, 11, 16).permute(0, 3, 1, 2)  # channels-last view
+    assert_close(_native(mod, xt), _reference(mod, xt.contiguous()), xt)
+
+
+@needs_kernel
+def test_nan_input_gives_nan_output_like_the_reference():
+    mod = build_attention("enlca", 16, m=16).eval()
+    x = torch.randn(1, 16, 6, 6)
+    x[0, 3, 2, 2] = float("nan")
+    assert torch.equal(torch.isnan(_native(mod, x)), torch.isnan(_reference(mod, x)))
+
+
+@needs_kernel
+def test_fast_exp_is_within_two_ulp_of_exp():
+    ext = native.load()
+    x = torch.cat([torch.linspace(-87.0, 0.0, 200_001), torch.rand(100_000) * 20 - 10, torch.zeros(3)])
+    got = ext.fast_exp(x).double()
+    want = torch.exp(x.double())
+    ulp = torch.finfo(torch.float32).eps * want  # ~ one float32 ulp at the true value
+    assert ((got - want).abs() <= 2 * ulp).all(), float(((got - want).abs() / ulp).max())
+    assert torch.equal(ext.fast_exp(torch.tensor([0.0])), torch.tensor([1.0]))
+    assert torch.isnan(ext.fast_exp(torch.tensor([float("nan")]))).all()
+    assert ext.fast_exp(torch.tensor([-200.0])).item() == pytest.approx(
+        1.6458e-38, rel=1e-3
+    )  # clamped at −87
+
+
+@needs_kernel
+def test_kernel_rejects_bad_operands_with_a_clear_error():
+    ext = native.load()
+    mod = build_attention("enlca", 16, m=16).eval()
+    s_q, s_k = constant_shifts(mod.projection, mod.options.k, mod.options.key_norm)
+    ops = native.kernel_operands(mod, s_q, s_k)
+    with pytest.raises(RuntimeError, match="contiguous float32 CPU"):
+        ext.enlca_forward(torch.randn(1, 16, 4, 4).double(), *ops, 1.0, 1e-5, 0.0, 0.1, 256)
+    with pytest.raises(RuntimeError, match="inconsistent shapes"):
+        ext.enlca_forward(torch.randn(1, 8, 4, 4), *ops, 1.0, 1e-5, 0.0, 0.1, 256)
+
+
+def test_unsupported_inputs_take_the_python_path():
+    mod = build_attention("enlca", 16, m=16).eval()
+    s_q, s_k = constant_shifts(mod.projection, mod.options.k, mod.options.key_norm)
+    assert not native.supported(torch.randn(1, 16, 4, 4).double(), s_q, s_k)
+    assert not native.supported(torch.randn(1, 16, 4, 4), s_q, None)  # key_norm="query": data maxima
+
+
+def test_switched_off_by_the_environment():
+    code = "from enlcn.attention import native; print(native.status())"
+    env = {**os.environ, native.ENV: "0"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == f"python: switched off by {native.ENV}=0"
