@@ -82,6 +82,24 @@ def test_native_matches_the_python_fused_path_and_thread_counts():
 
 
 @needs_kernel
+def test_sgemm_path_equals_the_brgemm_path():
+    """Machines without oneDNN's f32 brgemm run every block product on sgemm (other layouts for the keys)."""
+    ext = native.load()
+    torch.manual_seed(2)
+    mod = build_attention("enlca", 64, m=128).eval()
+    x = torch.randn(2, 64, 19, 29)
+    ref = _reference(mod, x)
+    ext.allow_brgemm(False)
+    try:
+        assert not ext.uses_brgemm()
+        assert_close(_native(mod, x), ref, x)
+        assert_close(_native(mod, x, block=16), ref, x)
+    finally:
+        ext.allow_brgemm(True)
+    assert_close(_native(mod, x), ref, x)
+
+
+@needs_kernel
 def test_tokens_below_the_norm_eps_and_non_contiguous_input():
     torch.manual_seed(3)
     mod = build_attention("enlca", 16, m=32).eval()

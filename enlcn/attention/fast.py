@@ -55,14 +55,17 @@ products alone at about one conv on that CPU.
 What did reach the conv there is :mod:`enlcn.attention.native`: the same products per block of 256
 tokens inside one OpenMP region (each thread owns whole blocks, so no BLAS call is threaded and each
 block's feature map stays in L2), an AVX-512 polynomial ``exp`` with the ``eps`` and row sums folded in,
-and oneDNN's brgemm for the untransposed products. Per thread and image at 150×150 (2 threads, each half
-the tokens; timers inside the kernel): embeddings 0.6 ms, norms 0.15, the two feature products 0.5 each,
-the two ``exp`` passes 0.3 each, ``X φ(K)ᵀ`` 2.0 (sgemm; it needs a transposed operand), output product
-1.7, final division 0.4 — 7.3 ms against the conv's 8.0–8.5 in interleaved rounds. Steps that did not
-help, measured there: ``at::`` tensor ops inside the region instead of raw BLAS calls (dispatcher and
-``InferenceMode`` overhead), a hand-written AVX-512 feature product with fused ``exp`` (1.19 ms vs 1.16
-for sgemm + ``exp``: with ``c + 2 = 18`` the product is FMA-bound either way), blocks of 512 or 1024
-tokens (slower) and dynamic scheduling (no change).
+and oneDNN's brgemm for every block product. Per thread and image at 150×150 (2 threads, each half the
+tokens; timers inside the kernel, sgemm for ``X φ(K)ᵀ``): embeddings 0.6 ms, norms 0.15, the two feature
+products 0.5 each, the two ``exp`` passes 0.3 each, ``X φ(K)ᵀ`` 2.0, output product 1.7, final division
+0.4 — 7.3 ms end to end against the conv's 8.0–8.5 in interleaved rounds; producing the key features
+token-major (``φ(K)ᵀ``, ``w×m``) so that ``X φ(K)ᵀ`` is an untransposed brgemm too brought it to 6.9–7.0
+ms (0.86× the conv). Going there from the Python path's 17.5 ms: block-local products with one parallel
+region 10.3 ms, own ``exp`` with eps and sums folded in 8.2, brgemm for the block products 7.3. Steps
+that did not help, measured there: ``at::`` tensor ops inside the region instead of raw BLAS calls
+(dispatcher and ``InferenceMode`` overhead), a hand-written AVX-512 feature product with fused ``exp``
+(1.19 ms vs 1.16 for sgemm + ``exp``: with ``c + 2 = 18`` the product is FMA-bound either way), blocks
+of 512 or 1024 tokens (slower) and dynamic scheduling (no change).
 """
 
 from __future__ import annotations

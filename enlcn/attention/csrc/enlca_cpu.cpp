@@ -11,7 +11,7 @@
 // Per image X (C×N, the NCHW image viewed as a matrix), with c = C/reduction, z = c + 2, rows = m (+1):
 //   phase 1, per block b (parallel):  E = W_qk X_b + b_qk                   [2c, w]
 //                                     Zq_b = [Q; ‖Q‖²; 1], Zk = [K; ‖K‖²; 1] [z, w]
-//                                     Φk = exp(P_k Zk) + eps_k              [m, w]
+//                                     Φk = exp(P_k Zk) + eps_k              [m, w] (stored [w, m] with brgemm)
 //                                     acc_t += X_b Φkᵀ ; ksum_t += Φk 1    [C, m], [m]
 //   reduce:                           ctx = [[res·(W_v XΦᵀ + b_v ksumᵀ), ·]; [ksumᵀ, ·]]   [C+1, rows]
 //   phase 2, per block b (parallel):  Φq = exp(P_q Zq_b)                    [rows, w]
@@ -50,10 +50,14 @@ void matmul(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const 
 }
 
 // oneDNN's batch-reduce GEMM ukernel through ATen (float32: x86 with AVX-512): measured ~20% faster than
-// MKL's sgemm on the untransposed block products here (2-core AMD EPYC: the output product 1.67 vs
-// 2.09 ms per thread and image, feature products 0.5 vs 0.7 ms). Used only if a probe on first use
-// succeeds and matches sgemm; otherwise (or if ATen reports it unsupported) sgemm is used throughout.
+// MKL's sgemm on the block products here (2-core AMD EPYC: the output product 1.67 vs 2.09 ms per thread
+// and image, feature products 0.5 vs 0.7 ms). It takes no transposed operand, so with it the key features
+// are produced token-major. Used only if a probe on first use succeeds and matches sgemm; otherwise (or
+// if ATen reports it unsupported) sgemm is used throughout.
+bool brgemm_allowed = true;  // tests switch brgemm off to exercise the sgemm path on machines that have it
+
 bool brgemm_usable() {
+  if (!brgemm_allowed) return false;
   static std::once_flag once;
   static bool usable = false;
   std::call_once(once, [] {
@@ -145,6 +149,27 @@ void exp_rows(float* a, int64_t rows, int64_t w, int64_t ld, float add, float* s
   }
 }
 
+// a[u][q] ← exp(a[u][q]) + add for u < rows, q < cols (row stride = cols); sums[q] += Σ_u a[u][q].
+void exp_cols(float* a, int64_t rows, int64_t cols, float add, float* sums) {
+  for (int64_t u = 0; u < rows; ++u) {
+    float* row = a + u * cols;
+    int64_t q = 0;
+#if defined(__AVX512F__)
+    const __m512 va = _mm512_set1_ps(add);
+    for (; q + 16 <= cols; q += 16) {
+      const __m512 v = _mm512_add_ps(exp16(_mm512_loadu_ps(row + q)), va);
+      _mm512_storeu_ps(row + q, v);
+      _mm512_storeu_ps(sums + q, _mm512_add_ps(_mm512_loadu_ps(sums + q), v));
+    }
+#endif
+    for (; q < cols; ++q) {
+      const float v = exp_scalar(row[q]) + add;
+      row[q] = v;
+      sums[q] += v;
+    }
+  }
+}
+
 // Q (or K) = scale·E / max(‖E‖, eps) per token, written as Z = [Q; ‖Q‖²; 1] ([c+2, w], row stride ldz).
 // E: [c, w] with row stride lde, bias not yet added (added here).
 void normalise(float* E, int64_t c, int64_t w, int64_t lde, const float* bias, float scale, float eps, float* Z,
@@ -208,6 +233,9 @@ torch::Tensor enlca_forward(const torch::Tensor& x, const torch::Tensor& w_qk, c
   const float *pq = p_q.data_ptr<float>(), *pk = p_k.data_ptr<float>(), *bv = b_v.data_ptr<float>();
   const float sc = (float)scale, ne = (float)norm_eps, add_k = (float)eps_k;
   const bool fast_mm = brgemm_usable();
+  std::vector<float> pk_t(z * m);  // P_kᵀ [z, m] for the token-major key features
+  for (int64_t r = 0; r < m; ++r)
+    for (int64_t q = 0; q < z; ++q) pk_t[q * m + r] = pk[r * z + q];
 
   for (int64_t i = 0; i < B; ++i) {
     const float* xi = x.data_ptr<float>() + i * C * N;  // [C, N]
@@ -219,16 +247,24 @@ torch::Tensor enlca_forward(const torch::Tensor& x, const torch::Tensor& w_qk, c
 #pragma omp parallel num_threads(threads)
     {
       const int t = omp_get_thread_num();
-      std::vector<float> emb(2 * c * block), zk(z * block), feat(m * block), tmp(block);
+      std::vector<float> emb(2 * c * block), zk(z * block), zk_t(block * z), feat(m * block), tmp(block);
 #pragma omp for schedule(dynamic, 2)
       for (int64_t b = 0; b < blocks; ++b) {
         const int64_t j = b * block, w = std::min(block, N - j);
         matmul_nn(fast_mm, 2 * c, w, C, wqk, C, xi + j, N, emb.data(), block);  // [θ; δ] without bias
         normalise(emb.data(), c, w, block, bqk, sc, ne, zq.data() + b * z * block, block, tmp.data());
         normalise(emb.data() + c * block, c, w, block, bqk + c, sc, ne, zk.data(), block, tmp.data());
-        matmul_nn(fast_mm, m, w, z, pk, z, zk.data(), block, feat.data(), block);  // F K − ‖K‖²/2 − s_k
-        exp_rows(feat.data(), m, w, block, add_k, ksum.data() + t * m);          // Φk = exp(·) + eps_k
-        matmul(C, m, w, xi + j, N, feat.data(), block, true, 1.f, acc.data() + t * C * m, m);  // += X Φkᵀ
+        if (fast_mm) {  // token-major Φkᵀ [w, m], so that X Φkᵀ is an untransposed brgemm too
+          for (int64_t r = 0; r < z; ++r)
+            for (int64_t u = 0; u < w; ++u) zk_t[u * z + r] = zk[r * block + u];
+          at::native::cpublas::brgemm(w, m, z, z, m, m, false, zk_t.data(), pk_t.data(), feat.data(), false);
+          exp_cols(feat.data(), w, m, add_k, ksum.data() + t * m);  // Φkᵀ = exp(·) + eps_k, column sums
+          at::native::cpublas::brgemm(C, m, w, N, m, m, true, xi + j, feat.data(), acc.data() + t * C * m, false);
+        } else {
+          matmul(m, w, z, pk, z, zk.data(), block, false, 0.f, feat.data(), block);  // F K − ‖K‖²/2 − s_k
+          exp_rows(feat.data(), m, w, block, add_k, ksum.data() + t * m);          // Φk = exp(·) + eps_k
+          matmul(C, m, w, xi + j, N, feat.data(), block, true, 1.f, acc.data() + t * C * m, m);  // += X Φkᵀ
+        }
       }
       if (fast_mm) at::native::cpublas::brgemm_release(false);
     }
@@ -288,6 +324,8 @@ torch::Tensor fast_exp(const torch::Tensor& a) {
 
 bool uses_brgemm() { return brgemm_usable(); }
 
+void allow_brgemm(bool allowed) { brgemm_allowed = allowed; }
+
 bool avx512() {
 #if defined(__AVX512F__)
   return true;
@@ -301,4 +339,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("fast_exp", &fast_exp, "the kernel's exp, elementwise");
   m.def("avx512", &avx512, "whether the kernel was compiled with AVX-512");
   m.def("uses_brgemm", &uses_brgemm, "whether the block products run on oneDNN's brgemm (else sgemm)");
+  m.def("allow_brgemm", &allow_brgemm, "allow (default) or forbid brgemm; forbidden, sgemm runs every product");
 }
