@@ -64,6 +64,23 @@ def test_native_equals_reference(shape, variant, kind, m):
 
 
 @needs_kernel
+def test_images_larger_than_the_python_chunk_take_the_kernel(monkeypatch):
+    """The kernel is used at every size (it blocks by itself), not only below the Python path's chunk."""
+    import enlcn.attention.fast as fast
+
+    calls = []
+    real = native.enlca_native
+    monkeypatch.setattr(native, "enlca_native", lambda *a, **k: calls.append(1) or real(*a, **k))
+    mod = build_attention("enlca", 16, m=16).eval()
+    x = torch.randn(1, 16, 12, 12)
+    ref = _reference(mod, x)
+    assert_close(fast.enlca_fast(mod, x, chunk=50), ref, x)  # 144 tokens > chunk
+    with torch.no_grad():
+        mod(torch.randn(1, 16, 182, 182))  # > DEFAULT_CHUNK tokens
+    assert len(calls) == 2
+
+
+@needs_kernel
 def test_native_matches_the_python_fused_path_and_thread_counts():
     torch.manual_seed(1)
     mod = build_attention("enlca", 64, m=128).eval()

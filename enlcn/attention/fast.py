@@ -108,17 +108,18 @@ def fused_embedding_weights(module, dt: torch.dtype) -> tuple[Tensor, Tensor, Te
 def enlca_fast(module: ENLCA, x: Tensor, chunk: int = DEFAULT_CHUNK) -> Tensor:
     """ENLCA/ENLA forward of ``module`` on ``x`` (``B×C×H×W``) for inference; equals the reference path.
 
-    No autograd (runs under ``no_grad``) and no contrastive loss; the caller handles ``aux_loss``. Whole
-    float32 CPU images with both constant shifts go to the native kernel (:mod:`enlcn.attention.native`)
-    when it is available and ``module.use_native`` is true, else to :func:`_enlca_whole`.
+    No autograd (runs under ``no_grad``) and no contrastive loss; the caller handles ``aux_loss``. Float32
+    CPU inputs with both constant shifts go to the native kernel (:mod:`enlcn.attention.native`, any size:
+    it works in blocks of its own) when it is available and ``module.use_native`` is true; else whole
+    images up to ``chunk`` tokens to :func:`_enlca_whole`, larger ones to the blocked loop below.
     """
     if not fast_supported(module):
         raise ValueError("enlca_fast supports embed_kernel = 1 only")
     o = module.options
     q_shift, k_shift = constant_shifts(module.projection, o.k, o.key_norm)
+    if getattr(module, "use_native", True) and native.supported(x, q_shift, k_shift) and native.load():
+        return native.enlca_native(module, x, q_shift, k_shift)  # any size: it works in blocks itself
     if chunk >= x.shape[-2] * x.shape[-1] and q_shift is not None and k_shift is not None:
-        if getattr(module, "use_native", True) and native.supported(x, q_shift, k_shift) and native.load():
-            return native.enlca_native(module, x, q_shift, k_shift)
         return _enlca_whole(module, x, q_shift, k_shift)
     bsz, ch, height, width = x.shape
     n = height * width
