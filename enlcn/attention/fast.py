@@ -65,7 +65,8 @@ region 10.3 ms, own ``exp`` with eps and sums folded in 8.2, brgemm for the bloc
 that did not help, measured there: ``at::`` tensor ops inside the region instead of raw BLAS calls
 (dispatcher and ``InferenceMode`` overhead), a hand-written AVX-512 feature product with fused ``exp``
 (1.19 ms vs 1.16 for sgemm + ``exp``: with ``c + 2 = 18`` the product is FMA-bound either way), blocks
-of 512 or 1024 tokens (slower) and dynamic scheduling (no change).
+of 512 or 1024 tokens (slower) and dynamic scheduling (no faster, and not reproducible: the per-thread
+sums then vary from call to call).
 """
 
 from __future__ import annotations

@@ -244,11 +244,13 @@ torch::Tensor enlca_forward(const torch::Tensor& x, const torch::Tensor& w_qk, c
     std::fill(ksum.begin(), ksum.end(), 0.f);
 
     // -- phase 1: embeddings, Zq for phase 2, and the key side's sums -------------------------------
+    // static schedule: each thread always gets the same blocks, so the per-thread sums and their fixed-order
+    // reduction make the output bitwise reproducible for a given thread count (dynamic was not faster)
 #pragma omp parallel num_threads(threads)
     {
       const int t = omp_get_thread_num();
       std::vector<float> emb(2 * c * block), zk(z * block), zk_t(block * z), feat(m * block), tmp(block);
-#pragma omp for schedule(dynamic, 2)
+#pragma omp for schedule(static)
       for (int64_t b = 0; b < blocks; ++b) {
         const int64_t j = b * block, w = std::min(block, N - j);
         matmul_nn(fast_mm, 2 * c, w, C, wqk, C, xi + j, N, emb.data(), block);  // [θ; δ] without bias
@@ -292,7 +294,7 @@ torch::Tensor enlca_forward(const torch::Tensor& x, const torch::Tensor& w_qk, c
 #pragma omp parallel num_threads(threads)
     {
       std::vector<float> feat(rows * block), res((C + 1) * block), inv(block);
-#pragma omp for schedule(dynamic, 2)
+#pragma omp for schedule(static)
       for (int64_t b = 0; b < blocks; ++b) {
         const int64_t j = b * block, w = std::min(block, N - j);
         matmul_nn(fast_mm, rows, w, z, pq, z, zq.data() + b * z * block, block, feat.data(), block);
