@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import reference_forward
 
 import enlcn.attention.enlca as enlca_module
 from enlcn.attention import build_attention
@@ -12,18 +13,9 @@ from enlcn.attention.fast import MAX_CONSTANT_RANGE, constant_shifts, enlca_fast
 SHAPES = [(1, 16, 9, 11), (2, 16, 7, 7), (3, 32, 5, 13)]
 
 
-def reference(mod, x):
-    mod.use_fast_path = False
-    try:
-        with torch.no_grad():
-            return mod(x)
-    finally:
-        mod.use_fast_path = True
-
-
 def assert_matches(mod, x, chunk=2048):
     """The Python fused path (the native kernel, tested in test_native.py, switched off) vs the reference."""
-    ref = reference(mod, x)
+    ref = reference_forward(mod, x)
     mod.use_native = False
     try:
         fast = enlca_fast(mod, x, chunk=chunk)
@@ -42,7 +34,7 @@ def assert_matches(mod, x, chunk=2048):
 @pytest.mark.parametrize("k", [1.0, 6.0, 20.0])
 @pytest.mark.parametrize("feature_eps", [1e-4, 0.0])
 @pytest.mark.parametrize("orthogonal", [True, False])
-def test_fast_equals_reference(shape, k, feature_eps, orthogonal):
+def test_fast_equals_reference_forward(shape, k, feature_eps, orthogonal):
     torch.manual_seed(0)
     b, ch, h, w = shape
     mod = build_attention("enlca", ch, m=16, k=k, feature_eps=feature_eps, orthogonal=orthogonal).eval()
@@ -67,24 +59,16 @@ def test_literal_eq3_key_norm(k):
     assert_matches(mod, torch.randn(2, 16, 6, 9), chunk=10)
 
 
-def test_tokens_below_the_norm_eps():
+def test_tokens_below_the_norm_eps(small_norm_case):
     """‖θ‖ < ε_n (Q shorter than √k): ‖Q‖² is computed per token, never assumed to be k."""
-    torch.manual_seed(3)
-    mod = build_attention("enlca", 16, m=32).eval()
-    with torch.no_grad():
-        mod.theta.bias.zero_()
-        mod.delta.bias.zero_()
-    x = torch.randn(1, 16, 8, 8)
-    x[..., :3, :] = 0.0  # θ = δ = 0 there
-    x[..., 3, :] = 1e-6  # 0 < ‖θ‖ < ε_n there
-    assert_matches(mod, x, chunk=13)
+    assert_matches(*small_norm_case, chunk=13)
 
 
 def test_float64_and_nonsquare():
     torch.manual_seed(4)
     mod = build_attention("enlca", 16, m=16).double().eval()
     x = torch.randn(2, 16, 3, 17, dtype=torch.float64)
-    ref = reference(mod, x)
+    ref = reference_forward(mod, x)
     assert (enlca_fast(mod, x) - ref).abs().max() <= 1e-12 * ref.abs().max()
 
 
@@ -109,7 +93,7 @@ def test_unsupported_embed_kernel_falls_back():
     with pytest.raises(ValueError):
         enlca_fast(mod, x)
     with torch.no_grad():
-        assert torch.equal(mod(x), reference(mod, x))
+        assert torch.equal(mod(x), reference_forward(mod, x))
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 import torch
+from conftest import reference_forward
 
 from enlcn.attention import build_attention, native
 from enlcn.attention.fast import _enlca_whole, constant_shifts
@@ -23,15 +24,6 @@ def test_kernel_builds_on_x86_with_a_compiler():
     """Where it can be built it must be: a silent fallback would hide a broken kernel from every test."""
     assert native.load() is not None, native.status()
     assert native.status().startswith("native")
-
-
-def _reference(mod, x):
-    mod.use_fast_path = False
-    try:
-        with torch.no_grad():
-            return mod(x)
-    finally:
-        mod.use_fast_path = True
 
 
 def _native(mod, x, block=native.BLOCK):
@@ -51,12 +43,12 @@ def assert_close(y, ref, x):
 @pytest.mark.parametrize("variant", ["official", "paper"])
 @pytest.mark.parametrize("kind", ["enla", "enlca"])
 @pytest.mark.parametrize("m", [16, 128])
-def test_native_equals_reference(shape, variant, kind, m):
+def test_native_equalsreference_forward(shape, variant, kind, m):
     torch.manual_seed(0)
     b, ch, h, w = shape
     mod = build_attention(kind, ch, m=m, variant=variant).eval()
     x = torch.randn(b, ch, h, w)
-    ref = _reference(mod, x)
+    ref = reference_forward(mod, x)
     assert_close(_native(mod, x), ref, x)
     assert_close(_native(mod, x, block=16), ref, x)  # many ragged blocks, each thread several
     with torch.no_grad():
@@ -73,7 +65,7 @@ def test_images_larger_than_the_python_chunk_take_the_kernel(monkeypatch):
     monkeypatch.setattr(native, "enlca_native", lambda *a, **k: calls.append(1) or real(*a, **k))
     mod = build_attention("enlca", 16, m=16).eval()
     x = torch.randn(1, 16, 12, 12)
-    ref = _reference(mod, x)
+    ref = reference_forward(mod, x)
     assert_close(fast.enlca_fast(mod, x, chunk=50), ref, x)  # 144 tokens > chunk
     with torch.no_grad():
         mod(torch.randn(1, 16, 182, 182))  # > DEFAULT_CHUNK tokens
@@ -116,7 +108,7 @@ def test_sgemm_path_equals_the_brgemm_path():
     torch.manual_seed(2)
     mod = build_attention("enlca", 64, m=128).eval()
     x = torch.randn(2, 64, 19, 29)
-    ref = _reference(mod, x)
+    ref = reference_forward(mod, x)
     ext.allow_brgemm(False)
     try:
         assert not ext.uses_brgemm()
@@ -128,26 +120,19 @@ def test_sgemm_path_equals_the_brgemm_path():
 
 
 @needs_kernel
-def test_tokens_below_the_norm_eps_and_non_contiguous_input():
-    torch.manual_seed(3)
-    mod = build_attention("enlca", 16, m=32).eval()
-    with torch.no_grad():
-        mod.theta.bias.zero_()
-        mod.delta.bias.zero_()
-    x = torch.randn(1, 16, 8, 8)
-    x[..., :3, :] = 0.0  # θ = δ = 0 there
-    x[..., 3, :] = 1e-6  # 0 < ‖θ‖ < ε_n there
-    assert_close(_native(mod, x), _reference(mod, x), x)
+def test_tokens_below_the_norm_eps_and_non_contiguous_input(small_norm_case):
+    mod, x = small_norm_case
+    assert_close(_native(mod, x), reference_forward(mod, x), x)
     xt = torch.randn(1, 9, 11, 16).permute(0, 3, 1, 2)  # channels-last view
-    assert_close(_native(mod, xt), _reference(mod, xt.contiguous()), xt)
+    assert_close(_native(mod, xt), reference_forward(mod, xt.contiguous()), xt)
 
 
 @needs_kernel
-def test_nan_input_gives_nan_output_like_the_reference():
+def test_nan_input_gives_nan_output_like_thereference_forward():
     mod = build_attention("enlca", 16, m=16).eval()
     x = torch.randn(1, 16, 6, 6)
     x[0, 3, 2, 2] = float("nan")
-    assert torch.equal(torch.isnan(_native(mod, x)), torch.isnan(_reference(mod, x)))
+    assert torch.equal(torch.isnan(_native(mod, x)), torch.isnan(reference_forward(mod, x)))
 
 
 @needs_kernel
