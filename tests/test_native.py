@@ -174,3 +174,15 @@ def test_switched_off_by_the_environment():
     env = {**os.environ, native.ENV: "0"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == f"python: switched off by {native.ENV}=0"
+
+
+def test_build_name_changes_with_the_cpu_and_the_source(monkeypatch, tmp_path):
+    """A home directory shared by two CPUs must never load a -march=native binary built on the other."""
+    name = native.build_name()
+    assert name.startswith("enlcn_enlca_cpu_") and name == native.build_name()
+    monkeypatch.setattr(native, "_cpu_flags", lambda: "fpu sse2 avx2")
+    other_cpu = native.build_name()
+    src = tmp_path / "enlca_cpu.cpp"
+    src.write_text(native.SOURCE.read_text() + "\n// edited\n")
+    monkeypatch.setattr(native, "SOURCE", src)
+    assert len({name, other_cpu, native.build_name()}) == 3
