@@ -60,6 +60,18 @@ def build_name() -> str:
     return "enlcn_enlca_cpu_" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
+def _announce_build(cpp_extension: ModuleType, name: str) -> None:
+    """One line on stderr when the kernel is about to be compiled (not when torch's cache has it)."""
+    try:  # a private helper of torch: if it moves, say less rather than fail
+        build_dir = Path(cpp_extension._get_build_directory(name, verbose=False))
+        if any(build_dir.glob(f"{name}*.so")):
+            return
+        where = f" in {build_dir}"
+    except Exception:  # noqa: BLE001
+        where = ""
+    print(f"enlcn: building the native ENLCA CPU kernel (once; ~1 min){where}", file=sys.stderr)
+
+
 @functools.cache
 def load() -> ModuleType | None:
     """The compiled kernel (built on first call), or ``None`` when unavailable (see :func:`status`)."""
@@ -74,11 +86,7 @@ def load() -> ModuleType | None:
         from torch.utils import cpp_extension
 
         name = build_name()
-        build_dir = Path(cpp_extension._get_build_directory(name, verbose=False))
-        if not any(build_dir.glob(f"{name}*.so")):
-            print(
-                f"enlcn: building the native ENLCA CPU kernel (once; ~1 min) in {build_dir}", file=sys.stderr
-            )
+        _announce_build(cpp_extension, name)
         return cpp_extension.load(
             name, [str(SOURCE)], extra_cflags=list(CFLAGS), extra_ldflags=list(LDFLAGS), verbose=False
         )
