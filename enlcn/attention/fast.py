@@ -236,11 +236,30 @@ def _inverse_norm(u: Tensor, eps: float, scale: float) -> Tensor:
     return u.square().sum(dim=0, keepdim=True).sqrt_().clamp_min_(eps).reciprocal_().mul_(scale)
 
 
+def augmented_projections(proj: Tensor, s_q: float, s_k: float, eps: float) -> tuple[Tensor, Tensor]:
+    """``P_q = [[F, 0, −s_q]; [0, ½, ln eps − s_q]]`` (``(m+1)×(c+2)``; the eps row only when ``eps > 0``)
+    and ``P_k = [F, −½, −s_k]`` (``m×(c+2)``), contiguous, for ``F = proj`` (``m×c``).
+
+    Acting on ``[Q; ‖Q‖²; 1]`` / ``[K; ‖K‖²; 1]`` they give the exponents of ``φ(Q)`` (with the eps row
+    ``‖Q‖²/2 + ln eps − s_q``, see :func:`enlca_fast` step 5) and ``φ(K)`` (Eq. 4 with the shift ``s_k``).
+    Shared by :func:`_enlca_whole` and the native kernel (:mod:`enlcn.attention.native`).
+    """
+    m, c = proj.shape
+    p_q = proj.new_zeros(m + 1 if eps else m, c + 2)
+    p_q[:m, :c] = proj
+    p_q[:m, c + 1] = -s_q
+    if eps:
+        p_q[m, c] = 0.5
+        p_q[m, c + 1] = math.log(eps) - s_q
+    p_k = torch.cat([proj, proj.new_full((m, 1), -0.5), proj.new_full((m, 1), -s_k)], dim=1)
+    return p_q, p_k
+
+
 def _enlca_whole(module: ENLCA, x: Tensor, s_q: float, s_k: float) -> Tensor:
     """:func:`enlca_fast` for a whole image at once with both constant shifts (fewer, larger calls).
 
     ``Z[0] = [Q; ‖Q‖²; 1]``, ``Z[1] = [K; ‖K‖²; 1]`` (``(c+2)×N`` each) and
-    ``P[0] = [[F, 0, −s_q]; [0, ½, ln eps − s_q]]``, ``P[1] = [[F, −½, −s_k]]`` give, after one in-place
+    ``P[0], P[1]`` of :func:`augmented_projections` give, after one in-place
     ``exp_`` each, ``φ_Q = exp(P[0] Z[0])`` with rows ``exp(F Q − s_q)`` and the eps row
     ``eps·exp(‖Q‖²/2 − s_q)`` (see :func:`enlca_fast` step 5), and ``φ_K = exp(F K − ‖K‖²/2 − s_k)``.
     The rest is steps 4, 6 and 7 of the module docstring with the context built directly in the
@@ -257,14 +276,7 @@ def _enlca_whole(module: ENLCA, x: Tensor, s_q: float, s_k: float) -> Tensor:
     scale = math.sqrt(o.k)
     eps = float(o.feature_eps)
     rows = m + 1 if eps else m
-    p_aug = proj.new_zeros(2, rows, c + 2)
-    p_aug[:, :m, :c] = proj
-    p_aug[0, :m, c + 1] = -s_q
-    p_aug[1, :m, c] = -0.5
-    p_aug[1, :m, c + 1] = -s_k
-    if eps:
-        p_aug[0, m, c] = 0.5
-        p_aug[0, m, c + 1] = math.log(eps) - s_q
+    p_q, p_k = augmented_projections(proj, s_q, s_k, eps)
     z = x.new_empty(2, c + 2, n)
     z[:, c + 1] = 1.0
     ctx_t = x.new_empty(ch + 1, rows)  # contiguous: the final product is ~4% faster than with a view
@@ -278,8 +290,8 @@ def _enlca_whole(module: ENLCA, x: Tensor, s_q: float, s_k: float) -> Tensor:
         torch.mul(emb, inv, out=z[:, :c])  # Q, K
         torch.mul(norms, inv, out=z[:, c : c + 1]).square_()  # ‖Q‖², ‖K‖²
         # two plain matmuls: bmm and out= variants were slower on the CPU
-        phi_q = torch.mm(p_aug[0], z[0]).exp_()  # [rows, N]
-        phi_k = torch.mm(p_aug[1, :m], z[1]).exp_()  # [m, N]
+        phi_q = torch.mm(p_q, z[0]).exp_()  # [rows, N]
+        phi_k = torch.mm(p_k, z[1]).exp_()  # [m, N]
         xk = xi @ phi_k.T  # [C, m] = X exp(…)ᵀ (this order is ~15% faster than exp(…) Xᵀ)
         ksum = phi_k.sum(dim=1)
         if eps:  # φ(K) = exp(…) + eps·exp(−s_k): a rank-one term on the small results

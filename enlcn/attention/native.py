@@ -110,26 +110,14 @@ def supported(x: Tensor, s_q: float | None, s_k: float | None) -> bool:
 
 
 def kernel_operands(module: ENLCA, s_q: float, s_k: float) -> tuple[Tensor, ...]:
-    """``w_qk, b_qk, p_q, p_k, w_v, b_v`` of the kernel (float32, contiguous) for ``module``.
-
-    ``p_q = [[F, 0, −s_q]; [0, ½, ln eps − s_q]]`` (the second row only when ``feature_eps > 0``) and
-    ``p_k = [F, −½, −s_k]`` act on ``Z = [Q; ‖Q‖²; 1]`` / ``[K; ‖K‖²; 1]`` exactly as in
-    :func:`enlcn.attention.fast._enlca_whole`.
+    """``w_qk, b_qk, p_q, p_k, w_v, b_v`` of the kernel (float32, contiguous) for ``module``: the fused
+    embedding weights and the projections of :func:`enlcn.attention.fast.augmented_projections`, exactly as
+    :func:`enlcn.attention.fast._enlca_whole` uses them.
     """
-    from .fast import fused_embedding_weights
+    from .fast import augmented_projections, fused_embedding_weights
 
-    o = module.options
     w_qk, b_qk, w_v, b_v = fused_embedding_weights(module, torch.float32)
-    proj = module.projection.float()
-    m, c = proj.shape
-    eps = float(o.feature_eps)
-    p_q = proj.new_zeros(m + 1 if eps else m, c + 2)
-    p_q[:m, :c] = proj
-    p_q[:m, c + 1] = -s_q
-    if eps:
-        p_q[m, c] = 0.5
-        p_q[m, c + 1] = math.log(eps) - s_q
-    p_k = torch.cat([proj, proj.new_full((m, 1), -0.5), proj.new_full((m, 1), -s_k)], dim=1)
+    p_q, p_k = augmented_projections(module.projection.float(), s_q, s_k, float(module.options.feature_eps))
     return tuple(t.contiguous() for t in (w_qk, b_qk.reshape(-1), p_q, p_k, w_v, b_v))
 
 
