@@ -701,9 +701,23 @@ def pipeline_ratios(df: pd.DataFrame) -> list[tuple[str, float, str]]:
 
 
 # -- provenance and output -------------------------------------------------------------------------
+#: what :func:`enlca_fast_path` reports for runs recorded before the native kernel existed
+PRE_NATIVE_PATH = "python (before the native kernel existed)"
+
+
 def start_provenance(profile: str | None, parameters: dict, device: str, threads: int) -> Provenance:
-    """The run's :class:`~enlcn.provenance.Provenance` (its load average is the one before the run)."""
+    """The run's :class:`~enlcn.provenance.Provenance` (its load average is the one before the run).
+
+    Every mode records which ENLCA inference path it timed (``parameters.enlca_fast_path``, from
+    :func:`enlcn.attention.native.status`, which builds the kernel if needed, before any timing).
+    """
+    parameters = {**parameters, "enlca_fast_path": native.status()}
     return Provenance("enlcn.bench", profile, parameters, seed=0, hardware=hardware(device, threads))
+
+
+def enlca_fast_path(meta: dict) -> str:
+    """The ENLCA inference path a run (a JSON of :func:`read_results`) timed, as recorded."""
+    return meta["provenance"].get("parameters", {}).get("enlca_fast_path", PRE_NATIVE_PATH)
 
 
 def write_results(
@@ -737,7 +751,7 @@ def run_summary(meta: dict) -> str:
     """One line saying where and when a run (a JSON of :func:`read_results`) was measured."""
     prov, hw = meta["provenance"], meta["provenance"]["hardware"]
     where = hw["gpu"] if hw["device"].startswith("cuda") and "gpu" in hw else hw["cpu"]
-    path = prov.get("parameters", {}).get("enlca_fast_path", "python (before the native kernel existed)")
+    path = enlca_fast_path(meta)
     return (
         f"{where} ({hw['device']}, {hw['torch_threads']} threads), torch {prov['versions']['torch']}, "
         f"commit {prov['commit']}, {prov['started']}, load average {hw['load_average_1_5_15min']}, "
@@ -818,8 +832,7 @@ def run_models(args: argparse.Namespace, threads: int, device: str, out: Path) -
     ops = [f"model-edsr-{args.preset}-x{scale}", f"model-enlcn-{args.preset}-x{scale}"]
     repeats = args.repeats if args.repeats is not None else 10  # interleaved rounds
     warmup = args.warmup if args.warmup is not None else 1
-    params = _parameters(args, repeats=repeats, warmup=warmup, enlca_fast_path=native.status())
-    prov = start_provenance(None, params, device, threads)
+    prov = start_provenance(None, _parameters(args, repeats=repeats, warmup=warmup), device, threads)
     size = args.model_size
     floor = min(MODEL_MIN_REPEATS, repeats)  # separate processes: peak memory and a standalone time each
     df = run_bench([size], ops, floor, warmup, threads, device, isolate=not args.in_process, progress=print)
@@ -904,13 +917,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_models(args, threads, device, out)
     if args.pipeline:
         return run_pipeline(args, threads, device, out)
-    fast_path = native.status()  # builds the native kernel if needed, before any timing
+    params = _parameters(args, sizes=list(sizes), repeats=repeats, warmup=warmup)
+    prov = start_provenance(None, params, device, threads)
     print(
         f"enlcn bench: device={device} threads={threads} sizes={list(sizes)} "
-        f"repeats={repeats} warmup={warmup}; ENLCA fast path: {fast_path}"
+        f"repeats={repeats} warmup={warmup}; ENLCA fast path: {prov.parameters['enlca_fast_path']}"
     )
-    params = _parameters(args, sizes=list(sizes), repeats=repeats, warmup=warmup, enlca_fast_path=fast_path)
-    prov = start_provenance(None, params, device, threads)
     df = run_bench(
         sizes,
         operators,

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from . import study
+from .bench import enlca_fast_path
 from .provenance import REPO
 
 #: a TV distance below this is "close" (see the module docstring)
@@ -106,8 +107,8 @@ def _cpu(meta: dict) -> str:
 
 
 def _fast_path(meta: dict) -> str:
-    """Which ENLCA inference path a bench run timed: ``native (…)`` or ``python`` (runs before the kernel)."""
-    path = meta["provenance"].get("parameters", {}).get("enlca_fast_path", "python")
+    """Which ENLCA inference path a bench run timed: ``native (…)`` or ``Python fused``."""
+    path = enlca_fast_path(meta)
     return "Python fused" if path.startswith("python") else path
 
 

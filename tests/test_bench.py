@@ -136,7 +136,8 @@ def test_models_mode_writes_ratios(tmp_path, capsys):
     }
     import pandas as pd
 
-    table = pd.read_csv(tmp_path / "cpu-models.csv")
+    meta, table = bench.read_results(tmp_path / "cpu-models.json")
+    assert bench.enlca_fast_path(meta) == native.status()
     assert list(table.operator) == ["model-edsr-quick-x4", "model-enlcn-quick-x4", "model-enlcn-quick-x4"]
     assert (table.status == "ok").all()
     paired = pd.read_csv(tmp_path / "cpu-models-paired.csv")
@@ -195,6 +196,8 @@ def test_pipeline_json_has_the_shared_provenance(pipeline_run):
     prov = meta["provenance"]
     assert prov["notebook"] == "enlcn.bench" and prov["profile"] == "quick"
     assert prov["parameters"]["pipeline"] and prov["parameters"]["model_size"] == bench.QUICK_SIZES[0]
+    assert bench.enlca_fast_path(meta) == native.status()  # every mode records the path it timed
+    assert bench.enlca_fast_path({"provenance": {"parameters": {}}}) == bench.PRE_NATIVE_PATH
     assert len(table) == len(bench.PIPELINE_MODELS)
     printed = {m.group(1) for m in (re.match(bench.RATIO_LINE, line) for line in text.splitlines()) if m}
     assert printed == set(meta["ratios"]) and "enlcn_over_edsr_train_step" in printed
