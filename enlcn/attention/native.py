@@ -7,6 +7,12 @@ being streamed through memory by whole-image BLAS calls. Its ``exp`` is a polyno
 ``torch.exp`` on the arguments the kernel sees, tested) and the final division a reciprocal multiply; the
 output matches the reference path to float rounding (tests/test_native.py).
 
+Both variants run on it (``variant="paper"``: ``feature_eps = 0``, i.i.d. features; ``"official"``:
+``feature_eps = 1e-4``, orthogonal features). What it does not take, and the Python path then does:
+``key_norm="query"`` (Eq. 3 read literally, ``K = √k·δ/‖θ‖``: no bound on ``‖K‖``, so no constant key
+shift), amplifications too large for the constant shifts (:data:`enlcn.attention.fast.MAX_CONSTANT_RANGE`),
+non-float32 or non-CPU tensors.
+
 The kernel is compiled with ``torch.utils.cpp_extension`` (``-O3 -march=native -fopenmp``, ~30–60 s once per
 machine, torch version and source) into torch's extension cache, under a name that includes a hash of the
 source, the compile flags, the torch version and this CPU's flags, so that a home directory shared by two

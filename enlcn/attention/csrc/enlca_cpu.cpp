@@ -82,7 +82,7 @@ bool brgemm_usable() {
 // Row-major C[M×N] = A[M×K] · B[K×N] (beta = 0): brgemm when usable, else sgemm.
 inline void matmul_nn(bool brgemm, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
                       int64_t ldb, float* C, int64_t ldc) {
-  if (brgemm && lda == K) {
+  if (brgemm) {
     at::native::cpublas::brgemm(M, N, K, lda, ldb, ldc, false, A, B, C, false);
   } else {
     matmul(M, N, K, A, lda, B, ldb, false, 0.f, C, ldc);
