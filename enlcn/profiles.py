@@ -91,6 +91,31 @@ class StudyData:
     selfsim_val: int = 4
     selfsim_test: int = 16
     seeds: tuple[int, int, int] = (101, 202, 303)  # train, val, test
+    # the generator's settings (enlcn.data.synthetic.self_similar_image): motifs per image, copies of
+    # each, HR side of a motif; the defaults are the generator's own
+    selfsim_motifs: int = 3
+    selfsim_copies: int = 6
+    selfsim_motif_size: int = 16
+    photos_in_train: bool = True  # the scikit-image training photographs join the training images
+
+    def selfsim_set(self, split: str, scale: int):
+        """The procedural :class:`~enlcn.data.synthetic.SelfSimilarSet` of ``split`` (train | val | test)."""
+        from .data.synthetic import SelfSimilarSet
+
+        splits = ("train", "val", "test")
+        if split not in splits:
+            raise ValueError(f"split must be one of {', '.join(splits)}, got {split!r}")
+        i = splits.index(split)
+        n = (self.selfsim_train, self.selfsim_val, self.selfsim_test)[i]
+        return SelfSimilarSet(
+            n,
+            self.selfsim_size,
+            seed=self.seeds[i],
+            scale=scale,
+            motifs=self.selfsim_motifs,
+            copies=self.selfsim_copies,
+            motif_size=self.selfsim_motif_size,
+        )
 
 
 @dataclass(frozen=True)
@@ -146,6 +171,44 @@ PROFILES: dict[str, Profile] = {
                 ("warmup_epochs", 8),
                 ("checkpoint_every", 100),
             ),
+        ),
+        # The pilot's candidate settings (book/protocol.md, fixed before any pilot result): EDSR and
+        # EDSR + NLA only. Dense self-similar images (2 motifs × 6 phase-shifted copies, ~24 % of the
+        # pixels; 56² LR, so a 32² training patch usually holds several copies of a motif), three
+        # quarters of the training images self-similar, lr 2e-4 halved at 1/2 and 3/4, validation
+        # every 500 steps on 8 images, paired initialisation. Steps: what the NLA arm trains in
+        # ~50 min on one core beside another run (measured 0.70 s/step at ×2, 0.79 at ×4).
+        *(
+            Profile(
+                f"pilot-x{scale}{suffix}",
+                "cpu",
+                f"pilot candidate: ×{scale}, dense self-similar data, {steps} steps",
+                train=(
+                    ("preset", "cpu"),
+                    ("scale", scale),
+                    ("lr_patch", 32),
+                    ("batch_size", 8),
+                    ("iters_per_epoch", 100),
+                    ("epochs", steps // 100),
+                    ("milestones", (steps // 200, 3 * steps // 400)),
+                    ("lr", 2e-4),
+                    ("checkpoint_every", 100),
+                    ("val_every", 5),
+                    ("paired_init", True),
+                ),
+                study_data=StudyData(
+                    selfsim_size=56 * scale,
+                    selfsim_train=30,
+                    selfsim_val=8,
+                    selfsim_test=32,
+                    selfsim_motifs=2,
+                    selfsim_copies=6,
+                    selfsim_motif_size=8 * scale,
+                ),
+            )
+            for scale, steps, suffix in (
+                (2, 4000, ""), (4, 3600, ""), (2, 16000, "-long"), (4, 14400, "-long")
+            )
         ),
         Profile(
             "quick",

@@ -80,6 +80,16 @@ EXPERIMENTS: dict[str, tuple[Run, ...]] = {
     ),
     # Figure 6 (PSNR half): ENLCN with amplification k (k = 1 is Table 2's "ENLA, contrastive" run)
     "k": (ENLA_CL, _enlcn_k(2), _enlcn_k(4), ENLCA, _enlcn_k(8)),
+    # the pilot (book/protocol.md): the positive control, exact non-local attention, against EDSR, paired
+    # by seed; run under the pilot profiles only
+    "pilot": (
+        BASE,
+        Run("base_s1", "EDSR (baseline), seed 1", "edsr", seed=1),
+        Run("base_s2", "EDSR (baseline), seed 2", "edsr", seed=2),
+        Run("nla", "+ Non-Local (NLA)", "edsr+nla"),
+        Run("nla_s1", "+ Non-Local (NLA), seed 1", "edsr+nla", seed=1),
+        Run("nla_s2", "+ Non-Local (NLA), seed 2", "edsr+nla", seed=2),
+    ),
     # Table 6: attention kinds on the same backbone
     "table6": (
         BASE,
@@ -134,7 +144,7 @@ def study_data(profile: str, scale: int) -> tuple[Pairs, Pairs, dict[str, Pairs]
     Cached (the MATLAB-bicubic LR images take seconds to make); treat the arrays as read-only.
     """
     from .data import bicubic_downscale, modcrop
-    from .data.synthetic import SelfSimilarSet, skimage_images
+    from .data.synthetic import skimage_images
 
     d: StudyData = get_profile(profile).study_data
     if d.source == "standard":
@@ -145,12 +155,9 @@ def study_data(profile: str, scale: int) -> tuple[Pairs, Pairs, dict[str, Pairs]
     def photos(split: str) -> Pairs:
         return [(n, bicubic_downscale(hr, scale), modcrop(hr, scale)) for n, hr in skimage_images(split)]
 
-    def selfsim(n: int, seed: int) -> Pairs:
-        return SelfSimilarSet(n, d.selfsim_size, seed=seed, scale=scale).pairs()
-
-    train = photos("train") + selfsim(d.selfsim_train, d.seeds[0])
-    val = selfsim(d.selfsim_val, d.seeds[1])
-    tests = {"photos": photos("test"), "selfsim": selfsim(d.selfsim_test, d.seeds[2])}
+    train = (photos("train") if d.photos_in_train else []) + d.selfsim_set("train", scale).pairs()
+    val = d.selfsim_set("val", scale).pairs()
+    tests = {"photos": photos("test"), "selfsim": d.selfsim_set("test", scale).pairs()}
     return train, val, tests
 
 
@@ -163,13 +170,10 @@ def study_masks(profile: str, scale: int) -> Masks:
     whole-image PSNR. Scoring the motif pixels alone (``selfsim_motifs``) measures where it matters.
     The standard benchmarks have no such ground truth: ``{}``.
     """
-    from .data.synthetic import SelfSimilarSet
-
     d: StudyData = get_profile(profile).study_data
     if d.source != "offline":
         return {}
-    test = SelfSimilarSet(d.selfsim_test, d.selfsim_size, seed=d.seeds[2], scale=scale)
-    return {"selfsim": test.motif_masks()}
+    return {"selfsim": d.selfsim_set("test", scale).motif_masks()}
 
 
 def standard_data(scale: int, n_val: int, root: str | os.PathLike | None = None):
@@ -209,7 +213,14 @@ def is_done(profile: str, run: Run, root: Path = REPO) -> bool:
     if not (res / "summary.json").exists() or not (res / "scores.csv").exists():
         return False
     saved = json.loads((res / "config.json").read_text())
-    return saved == json.loads(json.dumps(asdict(run.config(profile))))
+    current = json.loads(json.dumps(asdict(run.config(profile))))
+    # a field added to TrainConfig after the run was trained is absent from its config.json: the run
+    # is still current when that field has its default (the default is what the run was trained with)
+    defaults = json.loads(json.dumps(asdict(TrainConfig())))
+    for key in set(current) - set(saved):
+        if current[key] == defaults[key]:
+            saved[key] = current[key]
+    return saved == current
 
 
 class RunLock:
@@ -264,13 +275,17 @@ def train_run(profile: str, run: Run, root: Path = REPO, progress: bool = True) 
         # written before training: a session killed hard (SIGKILL, machine gone) leaves this open entry
         sessions.append({"commit": commit, "started_step": start, "started_unix": time.time()})
         write_json_atomic(sessions_path, sessions)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             trainer.fit(resume=resume, progress=progress)
         finally:  # an interrupted session's time counts too (it resumes from its last checkpoint)
             sessions[-1].update(
                 finished_step=int(trainer.step),
                 wall_time_s=round(time.perf_counter() - t0, 1),
+                # CPU seconds of this process (all its threads): unlike wall time, not inflated by
+                # SIGSTOP pauses; with --threads 1 it is the run's core-seconds
+                cpu_time_s=round(time.process_time() - c0, 1),
+                threads=torch.get_num_threads(),
                 finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             )
             write_json_atomic(sessions_path, sessions)

@@ -23,7 +23,7 @@ import os
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +79,8 @@ class TrainConfig:
     workers: int = 0
     bf16: bool = False  # CUDA only: autocast to bfloat16
     compile: bool = False  # torch.compile the model
+    # every arm of a seed starts from the same backbone: EDSR's weights for this seed (paired design)
+    paired_init: bool = False
 
     def __post_init__(self) -> None:
         defaults = training_variant(self.variant)
@@ -191,6 +193,23 @@ def save_atomic(obj: Any, path: Path) -> None:
         raise
 
 
+def paired_backbone_init(model: torch.nn.Module, seed: int) -> None:
+    """Give ``model``'s backbone the initial weights of the EDSR built after ``torch.manual_seed(seed)``.
+
+    Building a model with attention draws the attention modules' weights between the residual blocks'
+    from the same random stream, so without this the blocks of ``edsr+nla`` and ``edsr`` of one seed
+    start from different weights. With it every arm of a seed starts from the same backbone, and the
+    arm − EDSR differences are paired (common random numbers). The attention modules keep their own
+    initialisation; the global RNG ends as after building the plain EDSR.
+    """
+    from .models.edsr import SRModel, copy_backbone
+
+    torch.manual_seed(seed)
+    c = model.config
+    reference = SRModel(replace(c, name="edsr", attention_kind=None, attention_options={}))
+    copy_backbone(reference, model)
+
+
 # -- the loop --------------------------------------------------------------------------------------
 class Trainer:
     """Trains ``config.model`` on ``train_pairs``; validates on ``val_pairs`` (``(name, lr, hr)`` uint8)."""
@@ -226,6 +245,8 @@ class Trainer:
                 self.owns_process_group = True
         torch.manual_seed(config.seed)  # the same on every rank: same weights and projection redraws
         self.model = build_model(config.model, config.scale, config.preset, attention=config.attention)
+        if config.paired_init:
+            paired_backbone_init(self.model, config.seed)
         self.model.to(self.device)
         self.optimizer = torch.optim.Adam(
             self.model.parameters(), lr=config.lr, betas=(config.beta1, config.beta2), eps=1e-8

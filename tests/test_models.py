@@ -200,11 +200,15 @@ def test_errors_name_the_unknown():
 
 
 def test_profiles():
-    assert set(PROFILES) == {"paper", "cpu", "quick"} == set(MODEL_PRESETS)
+    assert set(MODEL_PRESETS) == {"paper", "cpu", "quick"}
+    assert {p.model_preset for p in PROFILES.values()} == set(MODEL_PRESETS)
+    assert {n for n in PROFILES if n.startswith("pilot-")} == {
+        "pilot-x2", "pilot-x4", "pilot-x2-long", "pilot-x4-long"
+    }
     assert get_profile("cpu").model_preset == "cpu"
     paper = get_model_preset("paper")
     assert (paper.n_resblocks, paper.n_feats, paper.res_scale, paper.m, paper.k) == (32, 256, 0.1, 128, 6.0)
-    with pytest.raises(ValueError, match="unknown profile 'gpu'; known: cpu, paper, quick"):
+    with pytest.raises(ValueError, match="unknown profile 'gpu'; known: cpu, paper, pilot-x2, "):
         get_profile("gpu")
     with pytest.raises(ValueError, match="unknown model preset 'nope'"):
         Profile("x", "nope")

@@ -225,3 +225,33 @@ def test_a_session_killed_hard_is_closed_with_an_estimated_time(tmp_path):
     closed = [dict(sessions[0])]
     study.close_killed_session(closed, latest, resumed_step=999)  # a closed entry is left alone
     assert closed[0] == sessions[0]
+
+
+def test_pilot_profiles_make_dense_self_similar_data_with_motifs_in_every_patch():
+    from enlcn import study
+
+    train, val, tests = study.study_data("pilot-x2", 2)
+    assert (len(train), len(val), len(tests["selfsim"])) == (40, 8, 32)
+    assert train[-1][1].shape == (56, 56, 3) and train[-1][2].shape == (112, 112, 3)
+    share = np.mean([m.mean() for m in study.study_masks("pilot-x2", 2)["selfsim"].values()])
+    assert 0.18 < share < 0.30  # the Protocol's ~24 % motif pixels (the cpu profile: ~7 %)
+
+
+def test_a_run_stays_done_when_trainconfig_gains_a_field_at_its_default(tmp_path):
+    import dataclasses
+    import json
+
+    from enlcn import study
+
+    run = study.BASE
+    res = study.result_dir("quick", run, tmp_path)
+    res.mkdir(parents=True)
+    (res / "summary.json").write_text("{}")
+    (res / "scores.csv").write_text("image,psnr\n")
+    saved = dataclasses.asdict(run.config("quick"))
+    saved.pop("paired_init")  # trained before the field existed
+    (res / "config.json").write_text(json.dumps(saved))
+    assert study.is_done("quick", run, tmp_path)
+    saved["lr"] = 5e-4  # any other difference still means "not this run"
+    (res / "config.json").write_text(json.dumps(saved))
+    assert not study.is_done("quick", run, tmp_path)

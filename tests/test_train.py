@@ -130,3 +130,23 @@ def test_compiled_training_follows_eager_training(tmp_path):
         Trainer(cfg, pairs(), [], out, device="cpu").fit(progress=False)
         logs.append(np.loadtxt(out / "train_log.csv", delimiter=",", skiprows=1, usecols=2))
     np.testing.assert_allclose(logs[1], logs[0], rtol=1e-4)
+
+
+def test_paired_init_gives_every_arm_edsrs_backbone_of_the_seed(tmp_path):
+    from enlcn.models.edsr import backbone_modules
+
+    pairs = [(np.zeros((24, 24, 3), np.uint8), np.zeros((48, 48, 3), np.uint8))]
+
+    def backbone(model: str, seed: int, paired: bool = True) -> list[torch.Tensor]:
+        config = TrainConfig(model, 2, "quick", lr_patch=16, seed=seed, paired_init=paired)
+        trainer = Trainer(config, pairs, [], tmp_path / f"{model}-{seed}-{paired}")
+        return [t for m in backbone_modules(trainer.model) for t in m.state_dict().values()]
+
+    edsr, nla, enlcn = backbone("edsr", 3), backbone("edsr+nla", 3), backbone("enlcn", 3)
+    assert len(edsr) == len(nla) == len(enlcn) > 10
+    assert all(torch.equal(a, b) and torch.equal(a, c) for a, b, c in zip(edsr, nla, enlcn, strict=True))
+    # EDSR's own weights do not change; without pairing, the attention model's blocks do differ
+    assert all(torch.equal(a, b) for a, b in zip(edsr, backbone("edsr", 3, False), strict=True))
+    unpaired = backbone("edsr+nla", 3, False)
+    assert not all(torch.equal(a, b) for a, b in zip(edsr, unpaired, strict=True))
+    assert not torch.equal(edsr[-1], backbone("edsr", 4)[-1])  # another seed, another start

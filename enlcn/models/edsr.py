@@ -271,6 +271,21 @@ class SRModel(nn.Module):
         return f"config={self.config}"
 
 
+def backbone_modules(model: SRModel) -> list[nn.Module]:
+    """The modules an attention model shares with EDSR, in order: head, residual blocks, body conv, tail."""
+    return [model.head, *(b for b in model.body if not isinstance(b, Attention)), model.tail]
+
+
+def copy_backbone(source: SRModel, target: SRModel) -> None:
+    """Copy ``source``'s backbone weights into ``target`` (same size and scale; attention left alone)."""
+    src, dst = backbone_modules(source), backbone_modules(target)
+    if len(src) != len(dst):
+        raise ValueError(f"backbones differ: {len(src)} vs {len(dst)} modules")
+    with torch.no_grad():
+        for a, b in zip(src, dst, strict=True):
+            b.load_state_dict(a.state_dict())
+
+
 def contrastive_loss(model: SRModel) -> Tensor | None:
     """Mean of the attention modules' auxiliary losses after a training forward; None if there are none.
 
