@@ -51,17 +51,19 @@ class Run:
     model: str
     attention: tuple[tuple[str, Any], ...] = ()
     seed: int = 0
-    keep_weights: bool = False  # copy the final weights into results/ (the correlation-map notebook)
+    # copy the final weights into results/ (a cpu-size model is ~2 MB): anyone can re-score the run. True
+    # for every run since the pilot; the first cpu study kept them for the four Table 2 attention models
+    keep_weights: bool = True
 
     def config(self, profile: str) -> TrainConfig:
         return train_config(profile, model=self.model, attention=dict(self.attention), seed=self.seed)
 
 
 BASE = Run("base", "EDSR (baseline)", "edsr")
-ENLA = Run("enla", "+ ENLA (k = 1)", "edsr+enla", keep_weights=True)
-ENLA_K = Run("enla_k", "+ ENLA, ×k", "edsr+enlca", (("contrastive", False),), keep_weights=True)
-ENLA_CL = Run("enla_cl", "+ ENLA, contrastive", "edsr+enlca", (("k", 1.0),), keep_weights=True)
-ENLCA = Run("enlca", "+ ENLA, ×k, contrastive (ENLCN)", "enlcn", keep_weights=True)
+ENLA = Run("enla", "+ ENLA (k = 1)", "edsr+enla")
+ENLA_K = Run("enla_k", "+ ENLA, ×k", "edsr+enlca", (("contrastive", False),))
+ENLA_CL = Run("enla_cl", "+ ENLA, contrastive", "edsr+enlca", (("k", 1.0),))
+ENLCA = Run("enlca", "+ ENLA, ×k, contrastive (ENLCN)", "enlcn")
 
 
 def _enlcn_k(k: float) -> Run:
@@ -562,7 +564,7 @@ def seed_spread(scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_model(profile: str, run: Run, root: Path = REPO) -> torch.nn.Module:
-    """The final weights of ``run`` (a ``keep_weights`` run), in eval mode on the CPU."""
+    """The final weights of ``run`` (``results/…/weights.pt``), in eval mode on the CPU."""
     from .train import load_trained
 
     path = result_dir(profile, run, root) / "weights.pt"
