@@ -65,7 +65,7 @@ def test_quick_study_trains_writes_provenance_and_is_not_retrained(tmp_path):
     assert not study.is_done("quick", other, tmp_path)
 
     # rescoring: results written before the motif test set existed get it, the rest must not change
-    for run in runs:  # BASE from runs/…/latest.pt, ENLCA from results/…/weights.pt
+    for run in runs:  # from results/…/weights.pt
         path = study.result_dir("quick", run, tmp_path) / "scores.csv"
         full = pd.read_csv(path)
         full[full.test_set != "selfsim_motifs"].to_csv(path, index=False)
@@ -83,6 +83,7 @@ def test_quick_study_trains_writes_provenance_and_is_not_retrained(tmp_path):
         study.rescore("quick", study.BASE, tmp_path)
     assert path.read_bytes() == before
     (study.run_dir("quick", study.BASE, tmp_path) / "checkpoints" / "latest.pt").unlink()
+    (study.result_dir("quick", study.BASE, tmp_path) / "weights.pt").unlink()
     with pytest.raises(FileNotFoundError, match="keeps no weights"):
         study.rescore("quick", study.BASE, tmp_path)
 
