@@ -1,0 +1,132 @@
+"""Where a run's files live and how they are read back: folders, done-ness, scores, summaries, weights.
+
+``runs/<profile>/<run>/`` holds what resuming needs (checkpoints, step log; not committed);
+``results/<profile>/study/<run>/`` what the book reads (config, scores, curves, provenance, weights).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from ..provenance import REPO
+from ..train import TrainConfig
+from .runs import EXPERIMENTS, Run
+
+
+def run_dir(profile: str, run: Run, root: Path = REPO) -> Path:
+    return root / "runs" / profile / run.name
+
+
+def result_dir(profile: str, run: Run, root: Path = REPO) -> Path:
+    return root / "results" / profile / "study" / run.name
+
+
+def is_done(profile: str, run: Run, root: Path = REPO) -> bool:
+    """True if ``run``'s results exist and were made with the config this code gives it now."""
+    res = result_dir(profile, run, root)
+    if not (res / "summary.json").exists() or not (res / "scores.csv").exists():
+        return False
+    saved = json.loads((res / "config.json").read_text())
+    current = json.loads(json.dumps(asdict(run.config(profile))))
+    # a field added to TrainConfig after the run was trained is absent from its config.json: the run
+    # is still current when that field has its default (the default is what the run was trained with)
+    defaults = json.loads(json.dumps(asdict(TrainConfig())))
+    for key in set(current) - set(saved):
+        if current[key] == defaults[key]:
+            saved[key] = current[key]
+    return saved == current
+
+
+def final_weights(profile: str, run: Run, root: Path = REPO) -> torch.nn.Module:
+    """The finished ``run``'s final weights: ``weights.pt`` in results/, else ``runs/…/checkpoints/latest.pt``
+    (which must be at the run's last step)."""
+    from ..train import load_trained
+
+    kept = result_dir(profile, run, root) / "weights.pt"
+    if kept.exists():
+        return load_trained(kept)[0]
+    latest = run_dir(profile, run, root) / "checkpoints" / "latest.pt"
+    if not latest.exists():
+        raise FileNotFoundError(
+            f"run {run.name!r} ({profile}) keeps no weights in results/ and {latest} does not exist: "
+            "it can only be scored again on the machine that trained it"
+        )
+    step = int(torch.load(latest, map_location="cpu", weights_only=False)["step"])
+    total = run.config(profile).total_steps
+    if step != total:
+        raise ValueError(f"{latest} is at step {step}, not at the run's last step {total}")
+    return load_trained(latest)[0]
+
+
+def load_scores(profile: str, run: Run, root: Path = REPO) -> pd.DataFrame:
+    scores = pd.read_csv(result_dir(profile, run, root) / "scores.csv")
+    return scores.assign(run=run.name, label=run.label)
+
+
+def load_summary(profile: str, run: Run, root: Path = REPO) -> dict[str, Any]:
+    return json.loads((result_dir(profile, run, root) / "summary.json").read_text())
+
+
+def status(profile: str, root: Path = REPO) -> pd.DataFrame:
+    """One row per run of every experiment: done?, steps trained so far, wall time."""
+    rows, seen = [], set()
+    for experiment, runs in EXPERIMENTS.items():
+        for run in runs:
+            if run.name in seen:
+                continue
+            seen.add(run.name)
+            done = is_done(profile, run, root)
+            log = run_dir(profile, run, root) / "train_log.csv"
+            summary = load_summary(profile, run, root) if done else {}
+            steps = summary["steps"] if done else _logged_steps(log)
+            rows.append(
+                {
+                    "experiment": experiment,
+                    "run": run.name,
+                    "done": done,
+                    "steps": steps,
+                    "of": run.config(profile).total_steps,
+                    "wall_time_s": summary.get("wall_time_s"),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _logged_steps(log: Path) -> int:
+    if not log.exists():
+        return 0
+    with open(log) as f:
+        return max(sum(1 for _ in f) - 1, 0)
+
+
+def load_model(profile: str, run: Run, root: Path = REPO) -> torch.nn.Module:
+    """The final weights of ``run`` (``results/…/weights.pt``), in eval mode on the CPU."""
+    from ..train import load_trained
+
+    path = result_dir(profile, run, root) / "weights.pt"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} does not exist: run {run.name!r} keeps no weights or has not been trained "
+            f"(`enlcn study <experiment> --profile {profile}`)"
+        )
+    return load_trained(path)[0]
+
+
+def load_curves(
+    profile: str, runs: tuple[Run, ...], root: Path = REPO
+) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
+    """Per-epoch training losses and validation PSNR of the finished ``runs``, keyed by run name."""
+    epochs, val = {}, {}
+    for run in runs:
+        res = result_dir(profile, run, root)
+        if (res / "epochs.csv").exists():
+            epochs[run.name] = pd.read_csv(res / "epochs.csv")
+        if (res / "val_log.csv").exists():
+            val[run.name] = pd.read_csv(res / "val_log.csv")
+    return epochs, val
