@@ -1,0 +1,191 @@
+"""The pilot of the powered study (book/protocol.md): is exact attention's gain detectable in a setting?
+
+Each candidate setting is a profile (``pilot-x2``, ``pilot-x4``, and their ``-long`` extensions) in which
+the ``pilot`` experiment trains EDSR and EDSR + NLA with seeds 0, 1, 2. :func:`decision_table` applies the
+Protocol's rule, fixed before any pilot result:
+
+(a) EDSR beats MATLAB bicubic by ≥ :data:`MIN_GAIN_OVER_BICUBIC` dB (mean over seeds) on the photographs and
+    on the self-similar test set;
+(b) NLA − EDSR, paired by seed, on ``selfsim`` or on ``selfsim_motifs``: the 95 % t-interval lies above 0
+    and Δ ≥ :data:`MIN_T` standard errors.
+
+The chosen setting is the cheapest candidate (by :data:`CANDIDATES` order) that meets both.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..profiles import get_profile
+from ..provenance import REPO
+from . import stats
+from .data import study_data
+from .files import is_done, load_scores, load_summary, result_dir
+from .runs import get_experiment
+from .scoring import bicubic_scores, score_upscaled
+
+#: candidate profiles in the Protocol's order of cost (cheapest first), then the 4× extensions
+CANDIDATES: tuple[str, ...] = ("pilot-x2", "pilot-x4")
+EXTENSIONS: tuple[str, ...] = ("pilot-x2-long", "pilot-x4-long")
+#: the pilots per book profile: the cpu study's candidates; the other profiles have none
+PILOTS: dict[str, tuple[str, ...]] = {"cpu": CANDIDATES + EXTENSIONS}
+MIN_GAIN_OVER_BICUBIC = 1.0  # dB, rule (a)
+MIN_T = 4.0  # rule (b): Δ ≥ 4 SE
+RULE_A_SETS = ("photos", "selfsim")
+RULE_B_SETS = ("selfsim", "selfsim_motifs")
+
+
+def pilot_scores(profile: str, root: Path = REPO) -> pd.DataFrame:
+    """Per-image scores of the finished pilot runs of ``profile`` (``run, label, test_set, image, …``)."""
+    frames = [load_scores(profile, r, root) for r in get_experiment("pilot") if is_done(profile, r, root)]
+    if not frames:
+        return pd.DataFrame(columns=["run", "label", "test_set", "image", "psnr", "ssim"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def pilot_means(profile: str, root: Path = REPO) -> pd.DataFrame:
+    """:func:`stats.seed_means` of the finished pilot runs (PSNR and SSIM)."""
+    scores = pilot_scores(profile, root)
+    if scores.empty:
+        return pd.DataFrame(columns=["arm", "seed", "run", "test_set", "psnr", "ssim"])
+    seeds = {r.name: r.seed for r in get_experiment("pilot")}
+    psnr = stats.seed_means(scores, seeds, "psnr")
+    return psnr.merge(stats.seed_means(scores, seeds, "ssim"), on=["arm", "seed", "run", "test_set"])
+
+
+def run_costs(profile: str, root: Path = REPO) -> pd.DataFrame:
+    """Per finished pilot run: steps, wall and CPU minutes (summed over sessions), threads, budget check."""
+    rows = []
+    for run in get_experiment("pilot"):
+        if not is_done(profile, run, root):
+            continue
+        s = load_summary(profile, run, root)
+        sessions = s["sessions"]
+        cpu = [x.get("cpu_time_s") for x in sessions]
+        rows.append(
+            {
+                "run": run.name,
+                "arm": stats.arm_of(run.name),
+                "seed": run.seed,
+                "steps": s["steps"],
+                "wall min": s["wall_time_s"] / 60,
+                "CPU min": sum(cpu) / 60 if all(c is not None for c in cpu) else np.nan,
+                "threads": s.get("threads"),
+                "sessions": len(sessions),
+            }
+        )
+    costs = pd.DataFrame(rows)
+    if not costs.empty:
+        costs["within 60 min"] = costs["wall min"] <= 60
+    return costs
+
+
+def bicubic_means(profile: str) -> pd.Series:
+    """MATLAB bicubic's mean Y-PSNR per test set of ``profile`` (the no-learning floor)."""
+    return bicubic_scores(profile).groupby("test_set")["psnr"].mean()
+
+
+def decision_row(profile: str, means: pd.DataFrame, bicubic: pd.Series) -> dict[str, object]:
+    """Rule (a) and (b) for one candidate from its seed means and bicubic's means (see the module doc)."""
+    row: dict[str, object] = {"candidate": profile}
+    base = means[means["arm"] == "base"]
+    row["EDSR seeds"] = int(base["seed"].nunique())
+    row["NLA seeds"] = int(means.loc[means["arm"] == "nla", "seed"].nunique())
+    rule_a = row["EDSR seeds"] > 0
+    for test_set in RULE_A_SETS:
+        gain = base.loc[base["test_set"] == test_set, "psnr"].mean() - bicubic.get(test_set, np.nan)
+        row[f"EDSR − bicubic, {test_set}"] = gain
+        rule_a = rule_a and bool(gain >= MIN_GAIN_OVER_BICUBIC)
+    row["(a) met"] = rule_a
+    rule_b = False
+    for test_set in RULE_B_SETS:
+        c = stats.claim_row(means, "nla", "base", test_set)
+        row[f"NLA − EDSR, {test_set}"] = c["Δ"]
+        row[f"95 % CI, {test_set}"] = (c["low"], c["high"])
+        row[f"t, {test_set}"] = c["t"]
+        rule_b = rule_b or bool(c["seeds"] >= 2 and c["low"] > 0 and c["t"] >= MIN_T)
+    row["(b) met"] = rule_b
+    complete = row["EDSR seeds"] >= 3 and row["NLA seeds"] >= 3
+    row["complete (3 seeds each)"] = complete
+    row["meets the rule"] = bool(complete and rule_a and rule_b)
+    return row
+
+
+def decision_table(profiles: tuple[str, ...] = CANDIDATES + EXTENSIONS, root: Path = REPO) -> pd.DataFrame:
+    """One row per candidate with any finished run: rules (a), (b), and whether it meets the rule."""
+    rows = []
+    for profile in profiles:
+        means = pilot_means(profile, root)
+        if means.empty:
+            continue
+        rows.append(decision_row(profile, means, bicubic_means(profile)))
+    return pd.DataFrame(rows)
+
+
+def summary_means(profiles: tuple[str, ...], root: Path = REPO) -> pd.DataFrame:
+    """Mean over seeds (and its sd) of each arm's test-set Y-PSNR per candidate, beside bicubic's."""
+    frames = []
+    for profile in profiles:
+        means = pilot_means(profile, root)
+        if means.empty:
+            continue
+        agg = means.groupby(["arm", "test_set"])["psnr"].agg(["mean", "std", "count"]).reset_index()
+        bic = bicubic_means(profile).rename("mean").reset_index().assign(arm="bicubic", count=0)
+        frames.append(pd.concat([bic, agg], ignore_index=True).assign(candidate=profile))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def chosen_setting(table: pd.DataFrame) -> str | None:
+    """The cheapest candidate (Protocol order) meeting the rule, or None."""
+    order = CANDIDATES + EXTENSIONS
+    if table.empty:
+        return None
+    met = [p for p in order if p in set(table.loc[table["meets the rule"], "candidate"])]
+    return met[0] if met else None
+
+
+def val_curves(profile: str, root: Path = REPO) -> pd.DataFrame:
+    """Validation PSNR against step of every pilot run of ``profile`` with a log (``run, arm, seed, …``)."""
+    frames = []
+    for run in get_experiment("pilot"):
+        path = result_dir(profile, run, root) / "val_log.csv"
+        work = root / "runs" / profile / run.name / "val_log.csv"
+        if path.exists():
+            val = pd.read_csv(path)
+        elif work.exists():  # still training: its running log
+            val = pd.read_csv(work, header=None, names=["step", "epoch", "val_psnr"])
+        else:
+            continue
+        frames.append(val.assign(run=run.name, arm=stats.arm_of(run.name), seed=run.seed))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def bicubic_val_psnr(profile: str) -> float:
+    """MATLAB bicubic's mean Y-PSNR on the validation images (the floor of the validation curves)."""
+    from ..data.resize import imresize_matlab
+
+    scale = get_experiment("pilot")[0].config(profile).scale
+    val = study_data(profile, scale)[1]
+    scores = score_upscaled(lambda lr: imresize_matlab(lr, scale), scale, {"val": val})
+    return float(scores["psnr"].mean())
+
+
+def oracle_scores(profile: str) -> pd.DataFrame:
+    """Per-image scores of the multi-copy oracle (:mod:`.oracle`) on ``profile``'s self-similar test set
+    (and its motif pixels): how much the repeats are worth to a method told where they are."""
+    from .data import study_masks
+    from .oracle import oracle_upscale
+
+    d = get_profile(profile).study_data
+    scale = get_experiment("pilot")[0].config(profile).scale
+    test = d.selfsim_set("test", scale)
+    items = [test.item(i) for i in range(len(test))]
+    pairs = test.pairs()
+    by_lr = {id(lr): item for (_, lr, _), item in zip(pairs, items, strict=True)}
+    scores = score_upscaled(
+        lambda lr: oracle_upscale(by_lr[id(lr)], lr), scale, {"selfsim": pairs}, study_masks(profile, scale)
+    )
+    return scores.assign(run="oracle", label="multi-copy oracle (told where the copies are)")

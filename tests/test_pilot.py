@@ -1,0 +1,59 @@
+"""The pilot's decision rule (enlcn.study.pilot), on made-up seed means where the answer is known."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from enlcn.study import pilot
+
+
+def _means(edsr: dict[str, list[float]], nla: dict[str, list[float]]) -> pd.DataFrame:
+    rows = []
+    for arm, table in (("base", edsr), ("nla", nla)):
+        for test_set, values in table.items():
+            rows += [{"arm": arm, "seed": s, "run": f"{arm}_s{s}", "test_set": test_set, "psnr": v}
+                     for s, v in enumerate(values)]
+    return pd.DataFrame(rows)
+
+
+BICUBIC = pd.Series({"photos": 30.0, "selfsim": 25.0, "selfsim_motifs": 20.0})
+EDSR = {"photos": [31.2, 31.1, 31.3], "selfsim": [26.1, 26.0, 26.2], "selfsim_motifs": [21.0, 20.9, 21.1]}
+
+
+def test_a_clear_positive_control_meets_the_rule():
+    nla = {k: [v + 0.30 + 0.01 * i for i, v in enumerate(vals)] for k, vals in EDSR.items()}
+    row = pilot.decision_row("pilot-x2", _means(EDSR, nla), BICUBIC)
+    assert row["(a) met"] and row["(b) met"] and row["meets the rule"]
+    assert abs(row["NLA − EDSR, selfsim"] - 0.31) < 1e-9
+
+
+def test_rule_a_needs_one_db_on_both_sets():
+    weak = {**EDSR, "selfsim": [25.9, 25.8, 26.0]}  # +0.9 dB: not enough
+    nla = {k: [v + 0.3 for v in vals] for k, vals in weak.items()}
+    row = pilot.decision_row("pilot-x2", _means(weak, nla), BICUBIC)
+    assert not row["(a) met"] and not row["meets the rule"]
+
+
+def test_rule_b_needs_four_standard_errors_and_an_interval_above_zero():
+    # Δ = 0.1 with per-seed differences 0.0, 0.1, 0.2: SE 0.058, t = 1.7 → not met
+    nla = {k: [v + 0.1 * i for i, v in enumerate(vals)] for k, vals in EDSR.items()}
+    row = pilot.decision_row("pilot-x2", _means(EDSR, nla), BICUBIC)
+    assert row["(a) met"] and not row["(b) met"]
+    # met on the motif pixels alone is enough (the Protocol's "or")
+    nla["selfsim_motifs"] = [v + 0.5 + 0.01 * i for i, v in enumerate(EDSR["selfsim_motifs"])]
+    assert pilot.decision_row("pilot-x2", _means(EDSR, nla), BICUBIC)["(b) met"]
+
+
+def test_two_seeds_are_not_enough_and_the_cheapest_candidate_wins():
+    nla = {k: [v + 0.3 + 0.01 * i for i, v in enumerate(vals)] for k, vals in EDSR.items()}
+    two = _means({k: v[:2] for k, v in EDSR.items()}, {k: v[:2] for k, v in nla.items()})
+    row = pilot.decision_row("pilot-x2", two, BICUBIC)
+    assert row["(b) met"] and not row["complete (3 seeds each)"] and not row["meets the rule"]
+    table = pd.DataFrame([
+        {"candidate": "pilot-x4", "meets the rule": True},
+        {"candidate": "pilot-x2", "meets the rule": True},
+        {"candidate": "pilot-x2-long", "meets the rule": True},
+    ])
+    assert pilot.chosen_setting(table) == "pilot-x2"
+    assert pilot.chosen_setting(table.assign(**{"meets the rule": [True, False, True]})) == "pilot-x4"
+    assert pilot.chosen_setting(table.assign(**{"meets the rule": False})) is None
