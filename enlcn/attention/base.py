@@ -36,6 +36,10 @@ class Attention(nn.Module):
         """Normalized weights ``[B, H*W]`` that query position ``index`` (row-major) gives every position."""
         raise NotImplementedError
 
+    def training_path(self, x: Tensor) -> str:
+        """Which code computes a training forward/backward of input like ``x`` (for run provenance)."""
+        return "autograd"
+
     def extra_repr(self) -> str:
         opts = ", ".join(f"{f.name}={getattr(self.options, f.name)!r}" for f in fields(self.options))
         return f"channels={self.channels}, {opts}"

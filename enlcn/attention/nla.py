@@ -11,6 +11,7 @@ keep that. Time and memory are ``O(N²)``.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import torch
@@ -18,6 +19,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import Attention, feature_map, tokens
+from .blocked import blocked_attention
+
+#: ``ENLCN_BLOCKED=0`` makes every NLA module use ``scaled_dot_product_attention`` on the CPU too
+BLOCKED_ENV = "ENLCN_BLOCKED"
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,7 @@ class NonLocalAttention(Attention):
         self.match1 = nn.Sequential(nn.Conv2d(channels, inner, 1), nn.PReLU())  # θ
         self.match2 = nn.Sequential(nn.Conv2d(channels, inner, 1), nn.PReLU())  # φ
         self.assembly = nn.Sequential(nn.Conv2d(channels, channels, 1), nn.PReLU())  # g
+        self.use_blocked = True  # CPU: the query-blocked path of .blocked (same values and gradients)
 
     def embed(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Queries ``[B, N, C/r]``, keys ``[B, N, C/r]`` and values ``[B, N, C]`` of ``x`` (``B×C×H×W``)."""
@@ -48,8 +54,24 @@ class NonLocalAttention(Attention):
     def forward(self, x: Tensor) -> Tensor:
         self.check_input(x)
         q, k, v = self.embed(x)
-        out = F.scaled_dot_product_attention(q, k, v, scale=1.0)  # [B, N, C] = softmax(q kᵀ) v, unscaled
+        if self.blocked_path(x):
+            out = blocked_attention(q, k, v)  # [B, N, C] = softmax(q kᵀ) v, unscaled; N×N never whole
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, scale=1.0)
         return feature_map(out, x.shape[-2], x.shape[-1]) + self.options.res_scale * x
+
+    def training_path(self, x: Tensor) -> str:
+        return "blocked (enlcn.attention.blocked)" if self.blocked_path(x) else "scaled_dot_product_attention"
+
+    def blocked_path(self, x: Tensor) -> bool:
+        """True when ``forward`` takes :func:`~enlcn.attention.blocked.blocked_attention`: float32 CPU input,
+        ``use_blocked`` set and ``ENLCN_BLOCKED`` not ``0`` (CUDA keeps SDPA's fused kernels)."""
+        return (
+            self.use_blocked
+            and x.device.type == "cpu"
+            and x.dtype == torch.float32
+            and os.environ.get(BLOCKED_ENV, "1") != "0"
+        )
 
     def _reference_forward(self, x: Tensor) -> Tensor:
         """The same output with the ``N×N`` score matrix written out (NLSN's matmul + softmax; for tests)."""

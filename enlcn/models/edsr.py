@@ -271,6 +271,12 @@ class SRModel(nn.Module):
         return f"config={self.config}"
 
 
+def training_paths(model: SRModel, device: torch.device | str = "cpu") -> dict[str, str]:
+    """Attention kind → the code its training steps run on ``device`` (float32), for run provenance."""
+    x = torch.zeros(1, model.config.n_feats, 2, 2, device=device)
+    return {type(m).__name__: m.training_path(x) for m in model.attention_modules()}
+
+
 def backbone_modules(model: SRModel) -> list[nn.Module]:
     """The modules an attention model shares with EDSR, in order: head, residual blocks, body conv, tail."""
     return [model.head, *(b for b in model.body if not isinstance(b, Attention)), model.tail]

@@ -35,7 +35,12 @@ def train_run(profile: str, run: Run, root: Path = REPO, progress: bool = True) 
         start = int(torch.load(latest, map_location="cpu", weights_only=False)["step"]) if resume else 0
         close_killed_session(sessions, latest, start)
         # written before training: a session killed hard (SIGKILL, machine gone) leaves this open entry
-        sessions.append({"commit": commit, "started_step": start, "started_unix": time.time()})
+        from ..models.edsr import training_paths
+
+        paths = training_paths(trainer.model, trainer.device)
+        sessions.append(
+            {"commit": commit, "started_step": start, "started_unix": time.time(), "attention_paths": paths}
+        )
         write_json_atomic(sessions_path, sessions)
         t0, c0 = time.perf_counter(), time.process_time()
         try:
