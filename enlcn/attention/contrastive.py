@@ -16,6 +16,14 @@ keys with a band of less relevant ones (Eq. 9–10):
 Both use a partial selection (``torch.topk`` of the first ``n2·N + n1·N`` ranks) instead of sorting whole
 rows — the selected values are identical — and process query rows in chunks, so memory stays
 ``O(chunk·N)`` instead of ``O(N²)``.
+
+On the CPU (float32) the loss runs on a native row kernel (``csrc/contrastive_cpu.cpp``, built on first use
+like the inference kernel, :func:`enlcn.attention.native.load_contrastive`): per query it computes the
+relevance row in cache, selects the first ``stop`` ranks without a full top-k, and returns the term with
+its derivative with respect to each relevance it used; the backward pass (:class:`_RowKernelLoss`) spreads
+those few derivatives onto Q and K — the dense ``N×N`` gradient of the reference path never exists. Same
+values and gradients as the reference (:func:`contrastive_loss_reference`, tests/test_contrastive.py);
+``ENLCN_NATIVE=0`` keeps the reference path.
 """
 
 from __future__ import annotations
@@ -69,6 +77,27 @@ def contrastive_loss(
     if q.dim() != 3 or q.shape != k.shape:
         shapes = f"{tuple(q.shape)}, {tuple(k.shape)}"
         raise ValueError(f"contrastive_loss: q and k must both be B×N×c, got {shapes}")
+    rel, start, stop = contrastive_bands(q.shape[1], form, n1, n2)
+    if q.device.type == "cpu" and q.dtype == torch.float32 and k.dtype == torch.float32:
+        from .native import load_contrastive
+
+        ext = load_contrastive()
+        if ext is not None:
+            official = form == "official"
+            return _RowKernelLoss.apply(q, k, ext, rel, start, stop, official, float(b), bool(hinge))
+    return contrastive_loss_reference(q, k, form, n1, n2, b, hinge)
+
+
+def contrastive_loss_reference(
+    q: Tensor,
+    k: Tensor,
+    form: str = "paper",
+    n1: float = 0.02,
+    n2: float = 0.08,
+    b: float = 1.0,
+    hinge: bool = False,
+) -> Tensor:
+    """:func:`contrastive_loss` by ``torch.topk`` on chunks of relevance rows, differentiated by autograd."""
     bsz, n, _ = q.shape
     rel, start, stop = contrastive_bands(n, form, n1, n2)
     rows = max(1, CHUNK_ELEMENTS // n)
@@ -90,3 +119,30 @@ def _row_terms(
     log_neg = torch.logsumexp(top[..., start:stop], dim=-1)
     term = -(log_pos - log_neg) + b
     return torch.relu(term) if hinge else term
+
+
+class _RowKernelLoss(torch.autograd.Function):
+    """The mean of the native kernel's per-query terms; backward from its sparse derivatives.
+
+    With ``w_ij = ∂term_i/∂T_ij`` for the ``n_sel`` relevances each term used and ``g`` the incoming
+    gradient over ``B·N`` terms: ``∂L/∂Q_i = (g/BN)·Σ_j w_ij K_j`` and ``∂L/∂K_j = (g/BN)·Σ_i w_ij Q_i``.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, ext, rel, start, stop, official, b, hinge):  # type: ignore[override]
+        rows = ext.contrastive_rows(q.detach(), k.detach(), rel, start, stop, official, b, hinge)
+        terms, index, weight = rows
+        ctx.save_for_backward(q, k, index, weight)
+        return terms.mean()
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        q, k, index, weight = ctx.saved_tensors
+        bsz, n, c = q.shape
+        w = weight * (grad / (bsz * n))  # [B, N, S]
+        flat = (index + torch.arange(bsz, device=q.device).view(bsz, 1, 1) * n).reshape(-1)  # into B·N rows
+        k_sel = k.reshape(bsz * n, c).index_select(0, flat).view(bsz, n, -1, c)  # [B, N, S, c]
+        dq = torch.einsum("bns,bnsc->bnc", w, k_sel)
+        dk = torch.zeros(bsz * n, c, dtype=k.dtype, device=k.device)
+        dk.index_add_(0, flat, (w.unsqueeze(-1) * q.unsqueeze(2)).reshape(-1, c))
+        return dq, dk.view(bsz, n, c), None, None, None, None, None, None, None

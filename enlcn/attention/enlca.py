@@ -137,6 +137,14 @@ class ENLCA(Attention):
         y = enla(q, k, v, self.projection, self.options.feature_eps)  # [B, N, C]
         return feature_map(y, x.shape[-2], x.shape[-1]) * self.options.res_scale + x
 
+    def training_path(self, x: Tensor) -> str:
+        if not self.options.contrastive:
+            return "autograd"
+        from .native import contrastive_status
+
+        on_cpu = x.device.type == "cpu" and x.dtype == torch.float32
+        return f"autograd; contrastive loss: {contrastive_status() if on_cpu else 'python'}"
+
     def attention_weights(self, x: Tensor, index: int) -> Tensor:
         """The random-feature estimate of ``softmax(Q_iᵀK)`` that ENLA aggregates with (rows sum to 1)."""
         self.check_input(x)

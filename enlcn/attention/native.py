@@ -40,6 +40,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .enlca import ENLCA
 
 SOURCE = Path(__file__).with_name("csrc") / "enlca_cpu.cpp"
+#: the contrastive loss's fused row kernel (training; enlcn.attention.contrastive)
+CONTRASTIVE_SOURCE = Path(__file__).with_name("csrc") / "contrastive_cpu.cpp"
 CFLAGS = ("-O3", "-march=native", "-fopenmp")
 LDFLAGS = ("-fopenmp",)
 ENV = "ENLCN_NATIVE"
@@ -60,13 +62,15 @@ def _cpu_flags() -> str:
     return platform.processor() or platform.machine()
 
 
-def build_name() -> str:
-    """Extension name: changes with the source, the flags, the torch version and the CPU's features."""
-    key = "\n".join([SOURCE.read_text(), " ".join(CFLAGS + LDFLAGS), torch.__version__, _cpu_flags()])
-    return "enlcn_enlca_cpu_" + hashlib.sha256(key.encode()).hexdigest()[:12]
+def build_name(source: Path | None = None) -> str:
+    """Extension name: changes with the source (default :data:`SOURCE`), the flags, the torch version and
+    the CPU's features."""
+    source = SOURCE if source is None else source
+    key = "\n".join([source.read_text(), " ".join(CFLAGS + LDFLAGS), torch.__version__, _cpu_flags()])
+    return f"enlcn_{source.stem}_" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
-def _announce_build(cpp_extension: ModuleType, name: str) -> None:
+def _announce_build(cpp_extension: ModuleType, name: str, what: str = "ENLCA CPU kernel") -> None:
     """One line on stderr when the kernel is about to be compiled (not when torch's cache has it)."""
     try:  # a private helper of torch: if it moves, say less rather than fail
         build_dir = Path(cpp_extension._get_build_directory(name, verbose=False))
@@ -75,30 +79,51 @@ def _announce_build(cpp_extension: ModuleType, name: str) -> None:
         where = f" in {build_dir}"
     except Exception:  # noqa: BLE001
         where = ""
-    print(f"enlcn: building the native ENLCA CPU kernel (once; ~1 min){where}", file=sys.stderr)
+    print(f"enlcn: building the native {what} (once; ~1 min){where}", file=sys.stderr)
+
+
+def _build(source: Path, what: str) -> tuple[ModuleType | None, str | None]:
+    """Build (or load from torch's cache) the extension of ``source``: ``(module, None)`` or ``(None, why)``.
+    """
+    if os.environ.get(ENV, "1") == "0":
+        return None, f"switched off by {ENV}=0"
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return None, f"not built for {platform.machine()} (x86-64 only)"
+    try:
+        from torch.utils import cpp_extension
+
+        name = build_name(source)
+        _announce_build(cpp_extension, name, what)
+        module = cpp_extension.load(
+            name, [str(source)], extra_cflags=list(CFLAGS), extra_ldflags=list(LDFLAGS), verbose=False
+        )
+        return module, None
+    except Exception as exc:  # noqa: BLE001 - any build/load failure means: use the Python path
+        return None, f"build or load failed: {type(exc).__name__}: {str(exc).strip().splitlines()[-1][:300]}"
 
 
 @functools.cache
 def load() -> ModuleType | None:
     """The compiled kernel (built on first call), or ``None`` when unavailable (see :func:`status`)."""
     global _why_not
-    if os.environ.get(ENV, "1") == "0":
-        _why_not = f"switched off by {ENV}=0"
-        return None
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        _why_not = f"not built for {platform.machine()} (x86-64 only)"
-        return None
-    try:
-        from torch.utils import cpp_extension
+    module, _why_not = _build(SOURCE, "ENLCA CPU kernel")
+    return module
 
-        name = build_name()
-        _announce_build(cpp_extension, name)
-        return cpp_extension.load(
-            name, [str(SOURCE)], extra_cflags=list(CFLAGS), extra_ldflags=list(LDFLAGS), verbose=False
-        )
-    except Exception as exc:  # noqa: BLE001 - any build/load failure means: use the Python path
-        _why_not = f"build or load failed: {type(exc).__name__}: {str(exc).strip().splitlines()[-1][:300]}"
-        return None
+
+_why_not_contrastive: str | None = None
+
+
+@functools.cache
+def load_contrastive() -> ModuleType | None:
+    """The contrastive loss's row kernel (built on first call), or ``None`` (:func:`contrastive_status`)."""
+    global _why_not_contrastive
+    module, _why_not_contrastive = _build(CONTRASTIVE_SOURCE, "contrastive-loss CPU kernel")
+    return module
+
+
+def contrastive_status() -> str:
+    """``"native"`` or ``"python: <why not>"``: which code computes the contrastive loss on the CPU."""
+    return "native" if load_contrastive() is not None else f"python: {_why_not_contrastive}"
 
 
 def status() -> str:

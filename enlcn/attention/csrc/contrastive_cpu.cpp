@@ -1,0 +1,225 @@
+// The contrastive loss of ENLCA (paper Eqs. 8-10) on the CPU, fused per query row.
+//
+// For every query i of every image: the relevances T_ij = Q_i . K_j (Eq. 8) are computed into a row
+// buffer, the `stop` largest are selected (Eq. 9's sorted T', first ranks only) without sorting the row,
+// the loss term of Eq. 10 (paper form) or of the official code is computed from them, and the term's
+// derivative with respect to each of the T_ij it used is returned. Nothing of size N x N is written.
+//
+// Selection: with G >= stop groups of the row, the stop-th largest group maximum `thr` is a lower bound
+// of the row's stop-th largest value (the `stop` groups whose maximum is >= thr each hold one element
+// >= thr), so only the elements >= thr can rank among the first `stop`. Among those few, the rel-th,
+// start-th and stop-th largest values are found by bisection on order-preserving integer keys (branch-free
+// counts, no data-dependent branches), ties broken by index; the loss's sums are over the two bands as
+// sets, so nothing is sorted.
+//
+// Outputs per row: the term, and for the n_rel relevant ranks followed by the (stop - start) irrelevant
+// ranks: the key index and d term / d T_ij (zero where a hinge is inactive). The backward pass (in Python)
+// spreads these sparse derivatives onto Q and K. Non-finite Q or K give NaN terms (and zero weights).
+
+#include <torch/extension.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
+
+namespace {
+
+struct RowOut {
+  float* term;
+  int64_t* index;   // [n_sel]
+  float* weight;    // [n_sel]
+  double* scratch;  // [n_sel]
+};
+
+// order-preserving key of a float: a > b  <=>  fkey(a) > fkey(b) (for non-NaN floats)
+inline uint32_t fkey(float v) {
+  uint32_t u;
+  std::memcpy(&u, &v, sizeof u);
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+// the s-th largest (1-based) of a[0..n), n >= s >= 1: bisection on the key, each step one branch-free
+// (vectorizable) count, so no data-dependent branches (32 steps at most)
+uint32_t kth_largest(const uint32_t* a, int64_t n, int64_t s) {
+  uint32_t lo = 0xFFFFFFFFu, hi = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    lo = a[j] < lo ? a[j] : lo;
+    hi = a[j] > hi ? a[j] : hi;
+  }
+  while (lo < hi) {  // invariant: count(a >= lo) >= s > count(a > hi)
+    const uint32_t mid = lo + (hi - lo) / 2 + 1;
+    int64_t c = 0;
+    for (int64_t j = 0; j < n; ++j) c += a[j] >= mid;
+    if (c >= s) lo = mid; else hi = mid - 1;
+  }
+  return lo;
+}
+
+// membership of each candidate (in index order) in the first s ranks, ties broken by index ascending
+void mark_top(const uint32_t* key, int64_t n, int64_t s, uint8_t* in, uint8_t bit) {
+  const uint32_t ks = kth_largest(key, n, s);
+  int64_t above = 0;
+  for (int64_t j = 0; j < n; ++j) above += key[j] > ks;
+  int64_t ties = s - above;  // equal keys admitted, first by index
+  for (int64_t j = 0; j < n; ++j) {
+    const bool take = key[j] > ks || (key[j] == ks && ties-- > 0);
+    in[j] |= take ? bit : 0;
+  }
+}
+
+// the first `stop` ranks of t[0..n) (value desc, index asc), as indices into `top`, grouped, not sorted:
+// top[0..rel) = the first rel ranks, top[start..stop) = ranks start..stop-1 (each band in any order)
+void select_top(const float* t, int64_t n, int64_t rel, int64_t start, int64_t stop, std::vector<uint32_t>& buf,
+                std::vector<uint8_t>& in, int64_t* top) {
+  int64_t group = 1;  // the largest power of two that leaves >= stop groups
+  while (2 * group * stop <= n) group *= 2;
+  uint32_t* gk = buf.data();        // [n / group] group-maximum keys
+  uint32_t* idx = buf.data() + n;   // [n] candidate indices
+  uint32_t* ck = buf.data() + 2 * n;  // [n] candidate keys
+  float thr = -std::numeric_limits<float>::infinity();
+  if (group > 1) {
+    const int64_t groups = n / group;  // a ragged tail is never excluded (thr only lowers the count)
+    for (int64_t g = 0; g < groups; ++g) {
+      const float* x = t + g * group;
+      float m = x[0];
+      for (int64_t j = 1; j < group; ++j) m = x[j] > m ? x[j] : m;
+      gk[g] = fkey(m);
+    }
+    const uint32_t kt = kth_largest(gk, groups, stop);
+    const uint32_t u = (kt & 0x80000000u) ? (kt & 0x7FFFFFFFu) : ~kt;  // back to the float
+    std::memcpy(&thr, &u, sizeof thr);
+  }
+  int64_t count = 0;  // compaction of the candidates (value >= thr), in index order
+  int64_t j = 0;
+#ifdef __AVX512F__
+  const __m512 vthr = _mm512_set1_ps(thr);
+  __m512i vidx = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512i step = _mm512_set1_epi32(16);
+  for (; j + 16 <= n; j += 16) {
+    const __mmask16 keep = _mm512_cmp_ps_mask(_mm512_loadu_ps(t + j), vthr, _CMP_GE_OQ);
+    _mm512_mask_compressstoreu_epi32(idx + count, keep, vidx);
+    count += __builtin_popcount((unsigned)keep);
+    vidx = _mm512_add_epi32(vidx, step);
+  }
+#endif
+  for (; j < n; ++j) {
+    idx[count] = (uint32_t)j;
+    count += (t[j] >= thr);
+  }
+  for (int64_t c = 0; c < count; ++c) ck[c] = fkey(t[idx[c]]);
+  in.assign(count, 0);
+  mark_top(ck, count, rel, in.data(), 1);
+  mark_top(ck, count, start, in.data(), 2);
+  mark_top(ck, count, stop, in.data(), 4);
+  int64_t r_rel = 0, r_band = start;
+  for (int64_t c = 0; c < count; ++c) {
+    if (in[c] & 1) top[r_rel++] = idx[c];
+    else if ((in[c] & 4) && !(in[c] & 2)) top[r_band++] = idx[c];
+  }
+}
+
+// loss term and its derivatives from the selected values (Eq. 10 or the official code's form)
+void row_term(const float* t, const int64_t* top, int64_t rel, int64_t start, int64_t stop, bool official,
+              double margin, bool hinge, RowOut out) {
+  const int64_t n_neg = stop - start;
+  double pmax = -std::numeric_limits<double>::infinity(), nmax = pmax;
+  for (int64_t r = 0; r < rel; ++r) pmax = std::max(pmax, (double)t[top[r]]);
+  for (int64_t r = start; r < stop; ++r) nmax = std::max(nmax, (double)t[top[r]]);
+  // e[s]: the exponentials of the n_sel used relevances (official: plain, as the official code; paper:
+  // shifted by each band's maximum, as logsumexp)
+  double* e = out.scratch;
+  const double shift_pos = official ? 0.0 : pmax, shift_neg = official ? 0.0 : nmax;
+  double spos = 0.0, sneg = 0.0;
+  for (int64_t r = 0; r < rel; ++r) spos += (e[r] = std::exp((double)t[top[r]] - shift_pos));
+  for (int64_t r = start; r < stop; ++r) sneg += (e[rel + r - start] = std::exp((double)t[top[r]] - shift_neg));
+  double raw, dpos, dneg;  // the term, and the factors turning e into d term / d T
+  if (official) {  // relu(-log(mean e^pos / (mean e^neg + 1e-6)) + b)
+    const double pos = spos / rel, neg = sneg / n_neg;
+    raw = -std::log(pos / (neg + 1e-6)) + margin;
+    dpos = -1.0 / (rel * pos);
+    dneg = 1.0 / (n_neg * (neg + 1e-6));
+  } else {  // -(logsumexp(pos) - logsumexp(neg)) + b
+    raw = -((pmax + std::log(spos)) - (nmax + std::log(sneg))) + margin;
+    dpos = -1.0 / spos;
+    dneg = 1.0 / sneg;
+  }
+  const bool active = official || hinge ? raw > 0.0 : true;
+  *out.term = (float)(active ? raw : 0.0);
+  for (int64_t r = 0; r < rel; ++r) {
+    out.index[r] = top[r];
+    out.weight[r] = active ? (float)(e[r] * dpos) : 0.f;
+  }
+  for (int64_t r = start; r < stop; ++r) {
+    const int64_t s = rel + r - start;
+    out.index[s] = top[r];
+    out.weight[s] = active ? (float)(e[s] * dneg) : 0.f;
+  }
+}
+
+}  // namespace
+
+// q, k: [B, N, c] float32. Returns (terms [B, N], index [B, N, n_sel] int64, weight [B, N, n_sel]).
+std::vector<torch::Tensor> contrastive_rows(torch::Tensor q, torch::Tensor k, int64_t rel, int64_t start,
+                                            int64_t stop, bool official, double margin, bool hinge) {
+  TORCH_CHECK(q.dim() == 3 && q.sizes() == k.sizes(), "contrastive_rows: q and k must be [B, N, c] alike");
+  TORCH_CHECK(q.scalar_type() == torch::kFloat32 && k.scalar_type() == torch::kFloat32,
+              "contrastive_rows: float32 only");
+  TORCH_CHECK(0 < rel && rel <= start && start < stop && stop <= q.size(1),
+              "contrastive_rows: need 0 < rel <= start < stop <= N");
+  TORCH_CHECK(q.size(1) < (int64_t(1) << 31), "contrastive_rows: N must fit 31 bits");
+  q = q.contiguous();
+  auto kt = k.transpose(1, 2).contiguous();  // [B, c, N]: each relevance row is c axpy passes
+  const int64_t B = q.size(0), N = q.size(1), C = q.size(2), n_sel = rel + stop - start;
+  auto terms = torch::empty({B, N}, q.options());
+  auto index = torch::empty({B, N, n_sel}, q.options().dtype(torch::kInt64));
+  auto weight = torch::empty({B, N, n_sel}, q.options());
+  const float* qp = q.data_ptr<float>();
+  const float* kp = kt.data_ptr<float>();
+  float* tp = terms.data_ptr<float>();
+  int64_t* ip = index.data_ptr<int64_t>();
+  float* wp = weight.data_ptr<float>();
+  // non-finite embeddings make every term NaN (as the reference's sums would); checked once, not per row
+  const bool finite = torch::isfinite(q).all().item<bool>() && torch::isfinite(k).all().item<bool>();
+#pragma omp parallel
+  {
+    std::vector<float> row(N);
+    std::vector<uint32_t> buf(3 * N);
+    std::vector<uint8_t> in;
+    std::vector<int64_t> top(stop);
+    std::vector<double> scratch(n_sel);
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < B * N; ++r) {
+      const int64_t b = r / N;
+      const float* qi = qp + r * C;
+      const float* kb = kp + b * C * N;
+      std::fill(row.begin(), row.end(), 0.f);
+      for (int64_t c = 0; c < C; ++c) {  // T_i = sum_c q_ic K_c  (Eq. 8)
+        const float s = qi[c];
+        const float* kc = kb + c * N;
+        float* t = row.data();
+#pragma omp simd
+        for (int64_t j = 0; j < N; ++j) t[j] += s * kc[j];
+      }
+      RowOut out{tp + r, ip + r * n_sel, wp + r * n_sel, scratch.data()};
+      if (!finite) {
+        *out.term = std::numeric_limits<float>::quiet_NaN();
+        for (int64_t s = 0; s < n_sel; ++s) out.index[s] = 0, out.weight[s] = 0.f;
+        continue;
+      }
+      select_top(row.data(), N, rel, start, stop, buf, in, top.data());
+      row_term(row.data(), top.data(), rel, start, stop, official, margin, hinge, out);
+    }
+  }
+  return {terms, index, weight};
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("contrastive_rows", &contrastive_rows, "ENLCA contrastive loss terms and sparse derivatives per query");
+}
