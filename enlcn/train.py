@@ -83,15 +83,36 @@ class TrainConfig:
     paired_init: bool = False
 
     def __post_init__(self) -> None:
+        from .typed import convert_fields
+
+        convert_fields(self)  # "1e-4" from --set / YAML → 1e-4, or a ValueError naming the field
         defaults = training_variant(self.variant)
         if self.beta2 is None:
             self.beta2 = defaults["beta2"]
         if self.warmup_epochs is None:
             self.warmup_epochs = defaults["warmup_epochs"]
-        self.milestones = tuple(self.milestones)
-        for name in ("scale", "lr_patch", "batch_size", "iters_per_epoch", "epochs", "checkpoint_every"):
+        for name in ("scale", "lr_patch", "batch_size", "iters_per_epoch", "epochs", "checkpoint_every",
+                     "val_every"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"TrainConfig.{name} must be ≥ 1, got {getattr(self, name)!r}")
+        checks = {
+            "lr": self.lr > 0,
+            "lambda_cl": self.lambda_cl >= 0,
+            "gamma": 0 < self.gamma <= 1,
+            "beta1": 0 <= self.beta1 < 1,
+            "beta2": 0 <= self.beta2 < 1,
+            "warmup_epochs": self.warmup_epochs >= 0,
+            "workers": self.workers >= 0,
+            "milestones": all(a < b for a, b in zip(self.milestones, self.milestones[1:], strict=False))
+            and all(m >= 1 for m in self.milestones),
+        }
+        for name, ok in checks.items():
+            value = getattr(self, name)
+            if not ok or (isinstance(value, float) and not math.isfinite(value)):
+                rule = {"lr": "> 0", "lambda_cl": "≥ 0", "gamma": "in (0, 1]", "beta1": "in [0, 1)",
+                        "beta2": "in [0, 1)", "warmup_epochs": "≥ 0", "workers": "≥ 0",
+                        "milestones": "increasing epochs ≥ 1"}[name]
+                raise ValueError(f"TrainConfig.{name} must be {rule}, got {value!r}")
 
     @property
     def total_steps(self) -> int:

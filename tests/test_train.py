@@ -150,3 +150,49 @@ def test_paired_init_gives_every_arm_edsrs_backbone_of_the_seed(tmp_path):
     unpaired = backbone("edsr+nla", 3, False)
     assert not all(torch.equal(a, b) for a, b in zip(edsr, unpaired, strict=True))
     assert not torch.equal(edsr[-1], backbone("edsr", 4)[-1])  # another seed, another start
+
+
+@pytest.mark.parametrize(
+    ("key", "text", "value"),
+    [("lr", "1e-4", 1e-4), ("lr", "1E-4", 1e-4), ("lambda_cl", ".5", 0.5), ("lr", "3", 3.0),
+     ("batch_size", "3", 3), ("bf16", "false", False), ("milestones", "20,30", (20, 30)),
+     ("milestones", [20, 30], (20, 30)), ("beta2", "null", None)],
+)
+def test_options_are_converted_to_their_declared_types(key, text, value):
+    config = TrainConfig.from_dict({key: text})
+    got = getattr(config, key)
+    if value is None:  # None takes the variant's value
+        assert isinstance(got, float)
+    else:
+        assert got == value and type(got) is type(value)
+
+
+def test_yaml_strings_from_set_are_numbers(tmp_path):
+    from enlcn.cli import parse_sets
+
+    config = TrainConfig.from_dict(parse_sets(["lr=1e-4", "lambda_cl=1e-3", "epochs=2"]))
+    assert config.lr == 1e-4 and isinstance(config.lambda_cl, float) and config.epochs == 2
+
+
+@pytest.mark.parametrize(
+    ("key", "text", "match"),
+    [("lr", "fast", "TrainConfig.lr: expected a number, got 'fast'"),
+     ("batch_size", "2.5", "TrainConfig.batch_size: expected an integer"),
+     ("bf16", "maybe", "TrainConfig.bf16: expected true or false"),
+     ("lr", "-1", r"TrainConfig.lr must be > 0"),
+     ("lr", "nan", r"TrainConfig.lr must be > 0"),
+     ("gamma", "2", r"TrainConfig.gamma must be in \(0, 1\]"),
+     ("milestones", "30,20", "milestones must be increasing"),
+     ("milestones", "a,b", r"TrainConfig.milestones\[0\]: expected an integer")],
+)
+def test_bad_options_are_errors_naming_the_option(key, text, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig.from_dict({key: text})
+
+
+def test_cli_rejects_a_bad_option_before_any_work(tmp_path, capsys):
+    from enlcn.cli import main
+
+    assert main(["train", "--profile", "quick", "--set", "lambda_cl=abc", "--out", str(tmp_path / "r")]) == 2
+    assert "TrainConfig.lambda_cl: expected a number, got 'abc'" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
