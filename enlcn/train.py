@@ -20,6 +20,7 @@ import csv
 import json
 import math
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -344,12 +345,16 @@ class Trainer:
         latest = self.out_dir / "checkpoints" / "latest.pt"
         if resume and latest.exists():  # every rank loads the checkpoint
             self.load_state(torch.load(latest, map_location=self.device, weights_only=False))
-            if self.is_main:
-                truncate_log(self.out_dir / "train_log.csv", self.step)  # rows written after that checkpoint
         elif not resume and latest.exists():
             raise FileExistsError(
                 f"{self.out_dir} already holds a run; pass resume=True or use another folder"
             )
+        elif resume and self.is_main:
+            print(f"{self.out_dir}: no checkpoint to resume from; starting at step 0", file=sys.stderr)
+        if self.is_main:  # whatever a killed session wrote after the checkpoint it resumes from goes
+            truncate_log(self.out_dir / "train_log.csv", self.step)
+            truncate_log(self.out_dir / "val_log.csv", self.step, header=False)
+            clear_stale_temporaries(self.out_dir)
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             (self.out_dir / "config.json").write_text(json.dumps(asdict(self.config), indent=2))
@@ -451,17 +456,32 @@ class Trainer:
         return psnr
 
 
-def truncate_log(path: Path, step: int) -> None:
-    """Drop the rows of a step log after ``step`` (atomically)."""
+def truncate_log(path: Path, step: int, header: bool = True) -> None:
+    """Drop the rows of a step log (first column: step) after ``step``, atomically; ``header``: keep row 1."""
     if not path.exists():
         return
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
-    kept = rows[:1] + [r for r in rows[1:] if int(r[0]) <= step]
+    head, body = (rows[:1], rows[1:]) if header else ([], rows)
+    kept = head + [r for r in body if r and int(r[0]) <= step]
+    if kept == rows:
+        return
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", newline="") as f:
         csv.writer(f).writerows(kept)
     os.replace(tmp, path)
+
+
+def clear_stale_temporaries(folder: Path) -> list[Path]:
+    """Remove the temporary files a killed :func:`save_atomic` or log rewrite left in ``folder`` (and its
+    ``checkpoints/``); returns what was removed."""
+    removed = []
+    for pattern in (".*.pt.*.tmp", "*.tmp"):
+        for d in (folder, folder / "checkpoints"):
+            for p in d.glob(pattern) if d.is_dir() else ():
+                p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
 
 
 class StepLog:
