@@ -39,6 +39,7 @@ from torch.utils.data import DataLoader, Dataset
 from .data.datasets import random_patch
 from .data.images import to_tensor
 from .models import build_model, contrastive_loss, set_contrastive
+from .models.checkpoints import read_checkpoint
 from .variants import DEVIATIONS
 
 
@@ -344,7 +345,7 @@ class Trainer:
         cfg = self.config
         latest = self.out_dir / "checkpoints" / "latest.pt"
         if resume and latest.exists():  # every rank loads the checkpoint
-            self.load_state(torch.load(latest, map_location=self.device, weights_only=False))
+            self.load_state(read_checkpoint(latest, self.device))
         elif not resume and latest.exists():
             raise FileExistsError(
                 f"{self.out_dir} already holds a run; pass resume=True or use another folder"
@@ -507,9 +508,7 @@ class StepLog:
 def load_trained(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, TrainConfig]:
     """A model saved by :class:`Trainer` (``checkpoints/{latest,best}.pt``) and its training config."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    state = torch.load(path, map_location=device, weights_only=False)
+    state = read_checkpoint(path, device)
     if not isinstance(state, dict) or "config" not in state or "model" not in state:
         raise ValueError(
             f"{path} is not a checkpoint written by enlcn's trainer (for the official "

@@ -151,3 +151,58 @@ def test_a_fresh_start_with_leftover_logs_says_so(tmp_path, capsys):
     assert not (tmp_path / ".x.tmp").exists()
     assert os.environ.get("ENLCN_BLOCKED") is None
     assert train.truncate_log  # the helper exists for the study's resume too
+
+
+# -- corrupt and truncated checkpoints, for every command that reads one ----------------------------------
+@pytest.fixture(scope="module")
+def good_checkpoint(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ckpt")
+    Trainer(_config(), _pairs(), [], folder).fit(stop_after=3, progress=False)
+    return folder / "checkpoints" / "latest.pt"
+
+
+def _corruptions(good: Path, folder: Path) -> dict[str, Path]:
+    data = good.read_bytes()
+    rng = np.random.default_rng(1)
+    noisy = bytearray(data)
+    for i in rng.integers(len(data) // 4, len(data), 64):
+        noisy[i] = (noisy[i] + 97) % 256
+    png = folder / "image.png"
+    from PIL import Image
+
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(png)
+    files = {"half": data[: len(data) // 2], "random_bytes_inside": bytes(noisy), "empty": b""}
+    out = {}
+    for name, content in files.items():
+        out[name] = folder / f"{name}.pt"
+        out[name].write_bytes(content)
+    out["an_image"] = png
+    return out
+
+
+@pytest.mark.parametrize("kind", ["half", "random_bytes_inside", "empty", "an_image"])
+def test_every_command_names_a_corrupt_checkpoint(kind, tmp_path, good_checkpoint, capsys):
+    from enlcn.cli import main
+
+    bad = _corruptions(good_checkpoint, tmp_path)[kind]
+    lr = tmp_path / "lr.png"
+    from PIL import Image
+
+    Image.fromarray(np.zeros((12, 12, 3), np.uint8)).save(lr)
+    commands = {
+        "eval": ["eval", "--checkpoint", str(bad), "--data", "skimage", "--mode", "whole"],
+        "upscale": ["upscale", str(lr), str(tmp_path / "out.png"), "--checkpoint", str(bad)],
+    }
+    for name, argv in commands.items():
+        assert main(argv) == 2, name
+        err = capsys.readouterr().err
+        assert f"enlcn {name}: error: {bad}" in err and "truncated or not a checkpoint" in err, err
+        assert "Traceback" not in err
+    # train --resume on a run whose latest.pt is damaged
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "latest.pt").write_bytes(bad.read_bytes())
+    argv = ["train", "--profile", "quick", "--resume", "--out", str(run)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "enlcn train: error:" in err and "latest.pt: truncated or not a checkpoint" in err, err

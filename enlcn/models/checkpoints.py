@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from os import PathLike
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -90,11 +91,33 @@ def load_official_checkpoint(
     return model.eval()
 
 
+def read_checkpoint(
+    path: str | PathLike, device: str | torch.device = "cpu", weights_only: bool = False
+) -> Any:
+    """``torch.load`` of ``path``, with a clear error naming the file when it is not a readable checkpoint.
+
+    A truncated file, random bytes, an image or any other non-checkpoint raises ``ValueError("<path>: …
+    truncated or not a checkpoint")`` instead of torch's zip / pickle traceback; a missing file raises
+    ``FileNotFoundError`` naming it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location=device, weights_only=weights_only)
+    except Exception as err:  # noqa: BLE001 - zip, pickle, EOF, unpickling errors all mean the same here
+        detail = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        size = path.stat().st_size
+        raise ValueError(
+            f"{path}: truncated or not a checkpoint ({size} bytes; {type(err).__name__}: {detail})"
+        ) from err
+
+
 def unwrap_state_dict(source: str | PathLike | Mapping[str, Any]) -> dict[str, Tensor]:
     """A flat ``name → tensor`` dict from a path or a (wrapped, possibly ``module.``-prefixed) state dict."""
     state: Any = source
     if not isinstance(source, Mapping):
-        state = torch.load(source, map_location="cpu", weights_only=True)
+        state = read_checkpoint(source, "cpu", weights_only=True)
     for wrapper in ("state_dict", "model"):
         if isinstance(state, Mapping) and isinstance(state.get(wrapper), Mapping):
             state = state[wrapper]

@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from ..models.checkpoints import read_checkpoint
 from ..provenance import REPO, git_commit, hardware, versions, write_csv_atomic, write_json_atomic
 from ..train import TrainConfig, Trainer
 from .data import study_data, study_masks
@@ -32,7 +33,7 @@ def train_run(profile: str, run: Run, root: Path = REPO, progress: bool = True) 
         commit = git_commit()  # the code that trains this session (HEAD may move while it runs)
         latest = work / "checkpoints" / "latest.pt"
         resume = latest.exists()
-        start = int(torch.load(latest, map_location="cpu", weights_only=False)["step"]) if resume else 0
+        start = int(read_checkpoint(latest)["step"]) if resume else 0
         close_killed_session(sessions, latest, start)
         # written before training: a session killed hard (SIGKILL, machine gone) leaves this open entry
         from ..models.edsr import training_paths

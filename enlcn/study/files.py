@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from ..models.checkpoints import read_checkpoint
 from ..provenance import REPO
 from ..train import TrainConfig
 from .runs import EXPERIMENTS, Run
@@ -57,7 +58,7 @@ def final_weights(profile: str, run: Run, root: Path = REPO) -> torch.nn.Module:
             f"run {run.name!r} ({profile}) keeps no weights in results/ and {latest} does not exist: "
             "it can only be scored again on the machine that trained it"
         )
-    step = int(torch.load(latest, map_location="cpu", weights_only=False)["step"])
+    step = int(read_checkpoint(latest)["step"])
     total = run.config(profile).total_steps
     if step != total:
         raise ValueError(f"{latest} is at step {step}, not at the run's last step {total}")
