@@ -22,6 +22,26 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 
 
+def project_root(root: str | os.PathLike = "") -> Path:
+    """Where notebooks and commands read and write ``results/`` and ``runs/``, whatever the working directory.
+
+    ``root`` (a notebook's ``root`` parameter): an explicit folder; empty means this repository, the one
+    the ``enlcn`` package is imported from (an editable install's checkout). A package installed
+    elsewhere has no repository: then ``root`` must be given.
+    """
+    if str(root):
+        path = Path(root).expanduser().resolve()
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"root {root!r} is not a folder")
+        return path
+    if not (REPO / "pyproject.toml").is_file():
+        raise ValueError(
+            f"enlcn is not imported from its repository ({REPO}); give the folder for results/ and runs/ "
+            "explicitly (notebooks: -p root DIR)"
+        )
+    return REPO
+
+
 def _git(repo: Path, *args: str) -> str:
     return subprocess.run(
         ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True, timeout=10

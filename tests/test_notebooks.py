@@ -47,9 +47,43 @@ def test_notebook_runs_with_the_quick_profile(path, tmp_path):
     papermill.execute_notebook(
         str(work / path.name),
         str(work / "out.ipynb"),
-        parameters={"profile": "quick"},
+        parameters={"profile": "quick", "root": str(tmp_path)},
         kernel_name="python3",
         cwd=str(work),
         progress_bar=False,
     )
     assert (tmp_path / "results" / "quick").is_dir()
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_notebook_takes_a_root_parameter_and_no_relative_paths(path):
+    params = [c for c in cells(path) if "parameters" in c.get("metadata", {}).get("tags", [])]
+    namespace: dict = {}
+    exec("".join(params[0]["source"]), namespace)
+    assert namespace["root"] == ""
+    code = "".join("".join(c["source"]) for c in cells(path) if c["cell_type"] == "code")
+    assert "project_root(root)" in code and '"..' not in code and "'.." not in code
+
+
+def test_notebook_writes_to_the_same_place_from_any_working_directory(tmp_path):
+    """Issue 10, item 1: `papermill notebooks/x.ipynb out.ipynb` from the repository root wrote results/
+    beside the clone. Outputs now go to project_root(root), whatever the working directory."""
+    papermill = pytest.importorskip("papermill")
+    source = Path(__file__).resolve().parents[1] / "notebooks" / "pilot.ipynb"
+    target = tmp_path / "project"
+    for i, cwd in enumerate([source.parent, source.parents[1], tmp_path]):
+        papermill.execute_notebook(str(source), str(tmp_path / f"out{i}.ipynb"),
+                                   parameters={"profile": "quick", "root": str(target)},
+                                   kernel_name="python3", cwd=str(cwd), progress_bar=False)
+    written = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.csv"))
+    assert written and all(str(p).startswith("project/results/quick/pilot/") for p in written), written
+
+
+def test_project_root_is_the_repository_by_default(tmp_path):
+    from enlcn.provenance import REPO, project_root
+
+    assert project_root("") == REPO and (REPO / "notebooks").is_dir()
+    assert project_root(tmp_path) == tmp_path.resolve()
+    (tmp_path / "f").write_text("")
+    with pytest.raises(ValueError, match="is not a folder"):
+        project_root(tmp_path / "f")
