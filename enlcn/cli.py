@@ -94,12 +94,22 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _upscale(args: argparse.Namespace) -> int:
-    from .data.images import load_rgb, save_rgb
-    from .evaluate import upscale
+    from .data.images import IMAGE_SUFFIXES, image_size, load_rgb, save_rgb
+    from .evaluate import check_whole_pass_fits, upscale
     from .metrics import quantize
 
+    src, out = Path(args.input), Path(args.output)
+    if out.is_dir():
+        raise ValueError(f"{out}: is a folder; give the output image's file name")
+    if out.exists() and out.resolve() == src.resolve():
+        raise ValueError(f"{out}: is the input image; refusing to write over it")
+    if out.suffix.lower() not in IMAGE_SUFFIXES:
+        raise ValueError(f"{out}: unknown image type {out.suffix!r}; use one of {', '.join(IMAGE_SUFFIXES)}")
+    height, width = image_size(src)  # the header only: nothing decoded yet
     model, scale = _model(args)
-    save_rgb(args.output, quantize(upscale(model, load_rgb(args.input), scale, args.mode, args.ensemble)))
+    if args.mode == "whole":
+        check_whole_pass_fits(model, height, width, scale, str(src))
+    save_rgb(out, quantize(upscale(model, load_rgb(src), scale, args.mode, args.ensemble)))
     print(f"wrote {args.output} (×{scale})")
     return 0
 

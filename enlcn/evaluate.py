@@ -22,6 +22,35 @@ from .data.images import to_tensor
 Forward = Callable[[Tensor], Tensor]
 
 
+def whole_pass_bytes(model: nn.Module, height: int, width: int, scale: int) -> int:
+    """A conservative estimate of the peak memory (bytes) of one whole-image float32 inference pass.
+
+    Calibrated on the paper's ENLCN: a 512² ×4 global pass peaked at 9.83 GB (``enlcn bench --models``),
+    against 10.7 GB from ``4·H·W·F·(8 + 2·s²)`` (F features: a few body tensors and the sub-pixel
+    upsampler's ``4F`` channels at every ×2 stage), plus ENLCA's random features ``(m + 1)`` per token.
+    """
+    config = getattr(model, "config", None)
+    feats = getattr(config, "n_feats", 64)
+    tokens = height * width
+    total = 4 * tokens * feats * (8 + 2 * scale * scale)
+    m = (getattr(config, "attention_options", None) or {}).get("m")
+    if m:
+        total += 4 * 4 * tokens * (m + 1)
+    return int(total)
+
+
+def check_whole_pass_fits(model: nn.Module, height: int, width: int, scale: int, what: str) -> None:
+    """ValueError naming ``what`` when a whole-image pass would need more memory than is available."""
+    import psutil
+
+    need, free = whole_pass_bytes(model, height, width, scale), psutil.virtual_memory().available
+    if need > 0.8 * free:
+        raise ValueError(
+            f"{what}: a whole-image pass at {height}×{width} (×{scale}) needs about {need / 2**30:.1f} GiB, "
+            f"{free / 2**30:.1f} GiB are available; use --mode tile (or --mode chop)"
+        )
+
+
 def forward_chop(forward: Forward, x: Tensor, scale: int, shave: int = 10, min_size: int = 120_000) -> Tensor:
     """EDSR/ENLCA ``forward_chop``: 4 quadrants overlapping by ``shave`` LR pixels, recursive, no blending.
 

@@ -206,3 +206,66 @@ def test_every_command_names_a_corrupt_checkpoint(kind, tmp_path, good_checkpoin
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "enlcn train: error:" in err and "latest.pt: truncated or not a checkpoint" in err, err
+
+
+# -- images that claim huge sizes, and where upscale writes --------------------------------------------------
+def _png_claiming(path: Path, width: int, height: int) -> Path:
+    """A tiny PNG whose header claims ``width×height`` (the pixel data is a few bytes)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.fixture(scope="module")
+def quick_checkpoint(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("q")
+    Trainer(_config(), _pairs(), [], folder).fit(stop_after=1, progress=False)
+    return folder / "checkpoints" / "latest.pt"
+
+
+@pytest.mark.parametrize(("width", "height", "match"), [
+    (9000, 9000, "needs about .* GiB, .* GiB are available; use --mode tile"),
+    (50000, 50000, "claims more pixels than can be decoded safely"),
+])
+def test_a_small_file_claiming_a_huge_image_is_refused_before_work(width, height, match, tmp_path,
+                                                                    quick_checkpoint, capsys):
+    from enlcn.cli import main
+
+    bomb = _png_claiming(tmp_path / "bomb.png", width, height)
+    assert bomb.stat().st_size < 200
+    assert main(["upscale", str(bomb), str(tmp_path / "out.png"), "--checkpoint", str(quick_checkpoint)]) == 2
+    err = capsys.readouterr().err
+    assert f"enlcn upscale: error: {bomb}" in err
+    import re
+
+    assert re.search(match, err), err
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_upscale_writes_an_ordinary_file_and_never_over_its_input(tmp_path, quick_checkpoint, capsys):
+    from PIL import Image
+
+    from enlcn.cli import main
+
+    src = tmp_path / "in.png"
+    Image.fromarray(np.full((10, 10, 3), 90, np.uint8)).save(src)
+    old = os.umask(0o022)
+    try:
+        argv = ["upscale", str(src), str(tmp_path / "out.png"), "--checkpoint", str(quick_checkpoint)]
+        assert main(argv) == 0
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out.png").stat().st_mode & 0o777 == 0o644  # was 0600 (mkstemp)
+    refused = [(src, "is the input image"), (tmp_path, "is a folder"), (tmp_path / "x.txt", "unknown image")]
+    for out, match in refused:
+        before = src.read_bytes()
+        assert main(["upscale", str(src), str(out), "--checkpoint", str(quick_checkpoint)]) == 2
+        assert match in capsys.readouterr().err
+        assert src.read_bytes() == before

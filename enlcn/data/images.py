@@ -17,6 +17,29 @@ class ImageError(ValueError):
     """An image file that cannot be used; the message names the file and the reason."""
 
 
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """``(height, width)`` from the file's header, without decoding its pixels (:class:`ImageError` if the
+    file is missing, not an image, or claims more pixels than Pillow's decompression-bomb limit)."""
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+    except FileNotFoundError as err:
+        raise ImageError(f"{path}: no such file") from err
+    except Image.DecompressionBombError as err:
+        raise ImageError(f"{path}: claims more pixels than can be decoded safely ({err})") from err
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ImageError(f"{path}: cannot read image ({err})") from err
+    return height, width
+
+
+def file_mode() -> int:
+    """The permissions a plain ``open(path, "w")`` would give a new file under the current umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def load_rgb(path: str | os.PathLike) -> np.ndarray:
     """``H×W×3`` uint8 RGB: grey → 3 channels, alpha dropped, palette → RGB, 16-bit → round(v·255/65535).
 
@@ -43,6 +66,8 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
                 arr = np.asarray(im.convert("RGB"))  # L, 1, CMYK, YCbCr, …
     except FileNotFoundError as err:
         raise ImageError(f"{path}: no such file") from err
+    except Image.DecompressionBombError as err:
+        raise ImageError(f"{path}: claims more pixels than can be decoded safely ({err})") from err
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ImageError(f"{path}: cannot read image ({err})") from err
     if arr.ndim != 3 or arr.shape[2] != 3 or min(arr.shape[:2]) == 0:
@@ -60,6 +85,7 @@ def save_rgb(path: str | os.PathLike, image: np.ndarray) -> Path:
     os.close(fd)
     try:
         Image.fromarray(image).save(tmp)
+        os.chmod(tmp, file_mode())  # mkstemp makes 0600; an output file is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
