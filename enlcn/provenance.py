@@ -183,14 +183,19 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     return path
 
 
-def write_csv_atomic(path: str | os.PathLike, frame: pd.DataFrame) -> Path:
-    """Write a DataFrame as CSV via a temporary file and a rename."""
+#: significant digits of the floats in result CSVs: float32 model outputs carry about 7, so an 8th digit
+#: would only record a CPU's rounding; re-running a result on another machine then leaves git clean
+CSV_DIGITS = 8
+
+
+def write_csv_atomic(path: str | os.PathLike, frame: pd.DataFrame, digits: int = CSV_DIGITS) -> Path:
+    """Write a DataFrame as CSV (floats to ``digits`` significant digits) via a temporary file and a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        frame.to_csv(tmp, index=False)
+        frame.to_csv(tmp, index=False, float_format=f"%.{digits}g")
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:

@@ -269,3 +269,16 @@ def test_upscale_writes_an_ordinary_file_and_never_over_its_input(tmp_path, quic
         assert main(["upscale", str(src), str(out), "--checkpoint", str(quick_checkpoint)]) == 2
         assert match in capsys.readouterr().err
         assert src.read_bytes() == before
+
+
+def test_result_csvs_do_not_record_float_noise(tmp_path):
+    """Issue 10, item 7: re-running a result on another CPU changed committed CSVs in the 10th digit."""
+    import pandas as pd
+
+    from enlcn.provenance import write_csv_atomic
+
+    values = np.array([29.940123456789, 0.0123456789012, 1.5e-9, 18.325])
+    a = write_csv_atomic(tmp_path / "a.csv", pd.DataFrame({"v": values})).read_bytes()
+    b = write_csv_atomic(tmp_path / "b.csv", pd.DataFrame({"v": values * (1 + 3e-10)})).read_bytes()
+    assert a == b
+    assert b"29.940123" in a  # 8 significant digits: PSNR to 1e-6 dB (rescoring compares at 1e-6)
