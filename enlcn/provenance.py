@@ -189,7 +189,7 @@ CSV_DIGITS = 8
 
 
 def write_csv_atomic(path: str | os.PathLike, frame: pd.DataFrame, digits: int = CSV_DIGITS) -> Path:
-    """Write a DataFrame as CSV (floats to ``digits`` significant digits) via a temporary file and a rename."""
+    """Write a DataFrame as CSV (floats to ``digits`` significant digits) via a temp file and a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
