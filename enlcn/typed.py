@@ -80,3 +80,20 @@ def convert_fields(obj: Any) -> None:
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         setattr(obj, f.name, convert(f"{type(obj).__name__}.{f.name}", value, hints[f.name]))
+
+
+def check_parameters(namespace: dict[str, Any], **types: Any) -> None:
+    """Convert a notebook's papermill parameters in ``namespace`` (its ``globals()``) to their types.
+
+    ``papermill -p train_missing false`` passes the *string* ``"false"``, which Python reads as true;
+    ``check_parameters(globals(), profile=str, train_missing=bool)`` makes it ``False``, and a value that
+    cannot be converted (or an unknown ``profile``) stops the notebook with an error naming the parameter.
+    """
+    for name, annotation in types.items():
+        if name not in namespace:
+            raise KeyError(f"parameter {name!r} is not defined (is it in the parameters cell?)")
+        namespace[name] = convert(f"parameter {name}", namespace[name], annotation)
+    if "profile" in types:
+        from .profiles import get_profile
+
+        get_profile(namespace["profile"])

@@ -87,3 +87,29 @@ def test_project_root_is_the_repository_by_default(tmp_path):
     (tmp_path / "f").write_text("")
     with pytest.raises(ValueError, match="is not a folder"):
         project_root(tmp_path / "f")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_parameter_is_type_checked(path):
+    params = [c for c in cells(path) if "parameters" in c.get("metadata", {}).get("tags", [])]
+    namespace: dict = {}
+    exec("".join(params[0]["source"]), namespace)
+    code = "".join("".join(c["source"]) for c in cells(path) if c["cell_type"] == "code")
+    import re
+
+    call = re.search(r"check_parameters\(globals\(\), ([^)]*)\)", code)
+    assert call, f"{path.name}: no check_parameters(globals(), ...)"
+    checked = {a.split("=")[0].strip() for a in call.group(1).split(",")}
+    assert {k for k in namespace if not k.startswith("__")} == checked
+
+
+def test_check_parameters_converts_papermill_strings():
+    from enlcn.typed import check_parameters
+
+    ns = {"profile": "quick", "train_missing": "false", "queries": "48", "root": ""}
+    check_parameters(ns, profile=str, train_missing=bool, queries=int, root=str)
+    assert ns == {"profile": "quick", "train_missing": False, "queries": 48, "root": ""}
+    with pytest.raises(ValueError, match="parameter queries: expected an integer, got 'many'"):
+        check_parameters({"queries": "many"}, queries=int)
+    with pytest.raises(ValueError, match="unknown profile 'gpu'"):
+        check_parameters({"profile": "gpu"}, profile=str)
