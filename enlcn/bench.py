@@ -339,10 +339,8 @@ def measure(name: str, size: int, repeats: int, warmup: int, threads: int, devic
     }
 
 
-def measure_train_step(
-    model: str, profile: str, repeats: int, warmup: int, threads: int, device: str
-) -> dict:
-    """Time of one training step of ``model`` under ``profile``'s settings, peak memory of the first.
+def build_train_step(model: str, profile: str, device: str, seed: int = 0) -> tuple[Callable[[], None], int]:
+    """``(step, parameters)``: one training step of ``model`` under ``profile``'s settings as a closure.
 
     The step is the loss of Eq. 12 (L1 + ``lambda_cl`` · contrastive loss, when the model has one) on
     random LR/HR tensors of the profile's batch and patch shapes, backward, and an Adam step.
@@ -352,9 +350,7 @@ def measure_train_step(
     from .models import build_model, contrastive_loss, count_parameters, set_contrastive
     from .train import train_config
 
-    warm_allocator()
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     cfg = train_config(profile, model=model)
     net = build_model(model, cfg.scale, cfg.preset, attention=cfg.attention).to(device).train()
     set_contrastive(net, True)
@@ -371,11 +367,22 @@ def measure_train_step(
         loss.backward()
         opt.step()
 
+    return step, count_parameters(net)
+
+
+def measure_train_step(
+    model: str, profile: str, repeats: int, warmup: int, threads: int, device: str
+) -> dict:
+    """Time of one training step (:func:`build_train_step`) of ``model`` under ``profile``, peak memory of
+    the first."""
+    warm_allocator()
+    torch.set_num_threads(threads)
+    step, params = build_train_step(model, profile, device)
     cuda = device.startswith("cuda")
     first, peak = _first_call(step, cuda)
     times = _timed_calls(step, first, repeats, warmup, min(MODEL_MIN_REPEATS, repeats), cuda)
     return {
-        "params": count_parameters(net),
+        "params": params,
         "train_status": "ok",
         "train_step_ms": statistics.median(times) * 1e3,
         "train_step_ms_min": min(times) * 1e3,
@@ -700,6 +707,92 @@ def pipeline_ratios(df: pd.DataFrame) -> list[tuple[str, float, str]]:
     return out
 
 
+#: issue 14's targets: training step over EDSR's, interleaved in one process
+TRAIN_STEP_TARGETS = {"enlcn": "<= 1.30", "edsr+enla": "<= 1.05", "edsr+nlsa": "<= 3.0", "edsr+nla": "<= 1.8"}
+
+
+def paired_train_steps(
+    models: Sequence[str], profile: str, rounds: int, warmup: int, threads: int, device: str
+) -> pd.DataFrame:
+    """Interleaved training steps of ``models`` in this process (order reversed every other round, as
+    :func:`paired_times`); rows ``round, operator, time_ms``."""
+    torch.set_num_threads(threads)
+    cuda = device.startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    steps = {m: build_train_step(m, profile, device)[0] for m in models}
+    for _ in range(warmup):
+        for step in steps.values():
+            step()
+    rows = []
+    for r in range(rounds):
+        for name in models if r % 2 == 0 else models[::-1]:
+            sync()
+            start = time.perf_counter()
+            steps[name]()
+            sync()
+            rows.append({"round": r, "operator": name, "time_ms": (time.perf_counter() - start) * 1e3})
+    return pd.DataFrame(rows)
+
+
+def paired_contrastive(
+    profile: str, rounds: int, threads: int, device: str, modules: int = 5
+) -> pd.DataFrame:
+    """Interleaved forward+backward of the contrastive loss of ``modules`` ENLCA modules at the profile's
+    training shape (B = batch, N = lr_patch²), by the reference (``torch.topk`` + autograd) and by the
+    default path (the native row kernel on the CPU); rows ``round, operator, time_ms``."""
+    import torch.nn.functional as F
+
+    from .attention import contrastive as C
+    from .models import model_config
+    from .train import train_config
+
+    torch.set_num_threads(threads)
+    cfg = train_config(profile, model="enlcn")
+    opts = model_config("enlcn", cfg.scale, cfg.preset).attention_options
+    c = model_config("enlcn", cfg.scale, cfg.preset).n_feats // 4  # ENLCA's reduction 4
+    g = torch.Generator().manual_seed(0)
+    shape = (cfg.batch_size, cfg.lr_patch**2, c)
+    amp = float(opts.get("k", 6.0)) ** 0.5
+    qs = [F.normalize(torch.randn(shape, generator=g), dim=-1).mul(amp).to(device) for _ in range(modules)]
+    ks = [F.normalize(torch.randn(shape, generator=g), dim=-1).mul(amp).to(device) for _ in range(modules)]
+    fns = {"contrastive-reference": C.contrastive_loss_reference, "contrastive-default": C.contrastive_loss}
+
+    def run(fn) -> None:
+        for q, k in zip(qs, ks, strict=True):
+            q, k = q.clone().requires_grad_(True), k.clone().requires_grad_(True)
+            fn(q, k, "official").backward()
+
+    rows = []
+    for r in range(rounds + 1):  # round 0 warms up (and builds the kernel)
+        for name in list(fns) if r % 2 == 0 else list(fns)[::-1]:
+            start = time.perf_counter()
+            run(fns[name])
+            if r:
+                rows.append({"round": r, "operator": name, "time_ms": (time.perf_counter() - start) * 1e3})
+    return pd.DataFrame(rows)
+
+
+def pipeline_targets(
+    df: pd.DataFrame, steps: pd.DataFrame, contrastive: pd.DataFrame
+) -> list[tuple[str, float, str]]:
+    """Issue 14's targets from one run: interleaved training-step ratios over EDSR, contrastive loss
+    reference / default, peak training memory ENLCN / EDSR (first steps, separate processes)."""
+    out = []
+    for model in dict.fromkeys(steps.operator):
+        if model != "edsr":
+            ratio = paired_ratio(steps, model, "edsr")
+            target = TRAIN_STEP_TARGETS.get(model, "info")
+            out.append((f"{model.replace('+', '_')}_over_edsr_train_step_interleaved", ratio, target))
+    if not contrastive.empty:
+        speed = paired_ratio(contrastive, "contrastive-reference", "contrastive-default")
+        out.append(("contrastive_loss_reference_over_default_fwd_bwd_5_modules", speed, ">= 3"))
+    t = df.set_index("model")
+    if {"enlcn", "edsr"} <= set(t.index):
+        mem = _div(t.train_peak_mem_mb["enlcn"], t.train_peak_mem_mb["edsr"])
+        out.append(("enlcn_over_edsr_train_peak_mem", mem, "<= 1.5"))
+    return out
+
+
 # -- provenance and output -------------------------------------------------------------------------
 #: what :func:`enlca_fast_path` reports for runs recorded before the native kernel existed
 PRE_NATIVE_PATH = "python (before the native kernel existed)"
@@ -880,7 +973,13 @@ def run_pipeline(args: argparse.Namespace, threads: int, device: str, out: Path)
     shown += ["infer_peak_mem_mb", "train_status", "infer_status"]
     with pd.option_context("display.width", 200):
         print(df[shown].to_string(index=False))
-    rat = pipeline_ratios(df)
+    rounds = max(repeats, 1)
+    print(f"interleaved training steps ({rounds} rounds) and contrastive loss, in this process …")
+    steps = paired_train_steps(list(PIPELINE_MODELS), profile, rounds, warmup, threads, device)
+    contrastive = paired_contrastive(profile, rounds, threads, device)
+    paired = pd.concat([steps, contrastive], ignore_index=True)
+    write_csv_atomic(out.with_name(out.stem + "-pipeline-paired.csv"), paired)
+    rat = pipeline_targets(df, steps, contrastive) + pipeline_ratios(df)
     _print_ratios(rat)
     write_results(out.with_name(out.stem + "-pipeline.csv"), df, prov, rat)
     return 0

@@ -207,3 +207,18 @@ def test_training_step_measured_in_a_fresh_process():
     spec = dict(model="enlcn", profile="quick", repeats=1, warmup=0, threads=1, device="cpu")
     row = bench.run_worker("train", **spec)
     assert row["train_status"] == "ok" and row["train_step_ms"] > 0 and row["train_peak_mem_mb"] > 0
+
+
+def test_pipeline_reports_issue_14_targets_from_interleaved_rounds(pipeline_run):
+    _, csv, _ = pipeline_run
+    meta, _ = bench.read_results(csv.with_suffix(".json"))
+    r = meta["ratios"]
+    assert r["enlcn_over_edsr_train_step_interleaved"]["target"] == "<= 1.30"
+    assert r["edsr_nla_over_edsr_train_step_interleaved"]["target"] == "<= 1.8"
+    assert r["contrastive_loss_reference_over_default_fwd_bwd_5_modules"]["target"] == ">= 3"
+    assert r["enlcn_over_edsr_train_peak_mem"]["value"] > 0
+    paired = pd.read_csv(csv.with_name("cpu-pipeline-paired.csv"))
+    assert set(bench.PIPELINE_MODELS) <= set(paired.operator)
+    assert {"contrastive-reference", "contrastive-default"} <= set(paired.operator)
+    # every round times every model once: a ratio is a median of per-round ratios
+    assert paired.groupby("round").operator.nunique().min() >= 2
