@@ -4,6 +4,7 @@ enlcn train --profile quick [--config run.yaml] [--set key=value ...] [--data sk
 enlcn eval --checkpoint C [--official] --data DIR|skimage [--mode whole|chop|tile] [--ensemble]
 enlcn upscale IN OUT --checkpoint C [--official --scale S]
 enlcn study table2 seeds k table6 --profile cpu   (resumable; --status lists the runs)
+enlcn maps IMAGE --query Y,X --checkpoint C [--module N --k K --m M --seed S] --out maps.png
 enlcn flops | deviations | bench [...]
 """
 
@@ -111,6 +112,30 @@ def _upscale(args: argparse.Namespace) -> int:
         check_whole_pass_fits(model, height, width, scale, str(src))
     save_rgb(out, quantize(upscale(model, load_rgb(src), scale, args.mode, args.ensemble)))
     print(f"wrote {args.output} (×{scale})")
+    return 0
+
+
+def _maps(args: argparse.Namespace) -> int:
+    from .data.images import image_size, load_rgb
+    from .evaluate import check_whole_pass_fits
+    from .explore import Knobs, explore, parse_query
+    from .viz import plot_exploration
+
+    out = Path(args.out)
+    if out.is_dir():
+        raise ValueError(f"{out}: is a folder; give the figure's file name (e.g. maps.png)")
+    query = parse_query(args.query)
+    height, width = image_size(args.image)
+    model, scale = _model(args)
+    check_whole_pass_fits(model, height, width, scale, str(args.image))
+    knobs = Knobs(k=args.k, m=args.m, seed=args.seed, orthogonal=args.orthogonal)
+    ex = explore(model, load_rgb(args.image), query, args.module, knobs)
+    fig = plot_exploration(load_rgb(args.image), {Path(args.checkpoint).name: ex})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    for key, value in ex.numbers.items():
+        print(f"{key:>28}: {value:.6g}")
+    print(f"wrote {out}")
     return 0
 
 
@@ -232,6 +257,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rescore", action="store_true", help="score the finished runs again (new test sets)")
     p.set_defaults(func=_study)
 
+    p = sub.add_parser("maps", help="one query's correlation maps (exact, estimate, difference), a figure")
+    p.add_argument("image", help="an LR image")
+    p.add_argument("--query", required=True, help="ROW,COL of the query in the LR image")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--official", action="store_true", help="an official ENLCAx2.pt / ENLCAx4.pt")
+    p.add_argument("--scale", type=int, help="with --official")
+    p.add_argument("--module", type=int, default=0, help="attention module (0-based; ENLCN has 5)")
+    p.add_argument("--k", type=float, help="recompute the estimate with this amplification (Eq. 3)")
+    p.add_argument("--m", type=int, help="… with this many random features (Eq. 4)")
+    p.add_argument("--seed", type=int, help="… with a fresh draw of the random features")
+    p.add_argument("--orthogonal", type=lambda v: v.lower() in ("1", "true", "yes"), default=None,
+                   help="… with orthogonal (true) or i.i.d. (false) features")
+    p.add_argument("--out", default="maps.png", help="the figure (PNG)")
+    p.set_defaults(func=_maps)
     sub.add_parser("flops", help="Table 4: GFLOPs at 100×100, 64 channels").set_defaults(func=_flops)
     sub.add_parser("deviations", help="paper vs official code").set_defaults(func=_deviations)
     p = sub.add_parser("bench", help="time and memory of the attention operators (see enlcn.bench)")
@@ -244,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, KeyError, FileNotFoundError, FileExistsError) as err:
+    except (ValueError, KeyError, FileNotFoundError, FileExistsError, IndexError) as err:
         print(f"enlcn {args.command}: error: {err}", file=sys.stderr)
         return 2
 

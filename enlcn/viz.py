@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .correlation import Maps
+from .explore import Exploration
 
 
 def plot_correlation_maps(
@@ -53,5 +54,38 @@ def plot_training_curves(epochs: Mapping[str, pd.DataFrame], val: Mapping[str, p
     axes[0].set(xlabel="epoch", ylabel="training L1 (epoch mean)", yscale="log")
     axes[1].set(xlabel="epoch", ylabel="validation Y-PSNR (dB)")
     axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_exploration(
+    lr: np.ndarray, results: Mapping[str, Exploration], repeats: np.ndarray | None = None, log: bool = True
+) -> plt.Figure:
+    """One row per model: the LR image with the query (and its true repeats outlined), the exact map, the
+    ENLA estimate, their difference, and the numbers of :func:`enlcn.explore.map_numbers`."""
+    fig, axes = plt.subplots(len(results), 5, figsize=(15, 3.0 * len(results)), squeeze=False,
+                             gridspec_kw={"width_ratios": [1, 1, 1, 1, 1.25]})
+    for r, (label, ex) in enumerate(results.items()):
+        row = axes[r]
+        row[0].imshow(lr)
+        if repeats is not None and repeats.any():
+            row[0].contour(repeats.astype(float), levels=[0.5], colors="yellow", linewidths=0.8)
+        row[0].scatter([ex.query[1]], [ex.query[0]], s=40, c="red", marker="s", edgecolors="white")
+        row[0].set_title(f"{label}\nmodule {ex.module}, query {ex.query}", fontsize=8)
+        shown = (lambda w: np.log10(np.clip(w, 1e-12, None))) if log else (lambda w: w)
+        panels = [("softmax(QᵢᵀK)", ex.exact)]
+        if ex.estimate is not None:
+            panels += [("ENLA estimate", ex.estimate)]
+        for c, (title, w) in enumerate(panels, start=1):
+            row[c].imshow(shown(w), cmap="magma")
+            row[c].set_title(title + (" (log10)" if log else ""), fontsize=8)
+        if ex.difference is not None:
+            lim = float(np.abs(ex.difference).max()) or 1.0
+            row[3].imshow(ex.difference, cmap="RdBu_r", vmin=-lim, vmax=lim)
+            row[3].set_title("estimate − exact", fontsize=8)
+        text = "\n".join(f"{k}: {v:.4g}" for k, v in ex.numbers.items())
+        row[4].text(0.0, 1.0, text, va="top", ha="left", fontsize=7, family="monospace")
+        for ax in row:
+            ax.axis("off")
     fig.tight_layout()
     return fig

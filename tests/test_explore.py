@@ -1,0 +1,100 @@
+"""The correlation-map explorer's logic (enlcn.explore) and `enlcn maps`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from enlcn.correlation import correlation_maps
+from enlcn.explore import Knobs, explore, map_numbers, parse_query, top_mass
+from enlcn.models import build_model
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return build_model("enlcn", 2, "quick").eval()
+
+
+@pytest.fixture(scope="module")
+def lr():
+    return np.random.default_rng(0).integers(0, 256, (12, 14, 3), dtype=np.uint8)
+
+
+def test_default_knobs_give_the_correlation_maps_of_the_module(model, lr):
+    maps = correlation_maps(model, lr, (3, 5))
+    for module in range(len(model.attention_modules())):
+        ex = explore(model, lr, (3, 5), module)
+        np.testing.assert_allclose(ex.exact, maps.exact[module], rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(ex.estimate, maps.estimate[module], rtol=1e-4, atol=1e-7)
+        assert ex.exact.sum() == pytest.approx(1.0) and ex.estimate.sum() == pytest.approx(1.0)
+        np.testing.assert_allclose(ex.difference, ex.estimate - ex.exact)
+
+
+def test_amplification_sharpens_the_exact_map(model, lr):
+    soft, sharp = (explore(model, lr, (6, 7), 1, Knobs(k=k)) for k in (1.0, 20.0))
+    assert sharp.numbers["exact entropy"] < soft.numbers["exact entropy"]
+    assert sharp.numbers["exact effective positions"] < soft.numbers["exact effective positions"]
+
+
+def test_more_random_features_estimate_better_on_average(model, lr):
+    def tv(m):
+        return np.mean([explore(model, lr, (6, 7), 1, Knobs(m=m, seed=s)).numbers["TV(estimate, exact)"]
+                        for s in range(6)])
+
+    assert tv(512) < tv(4)
+
+
+def test_a_fresh_draw_changes_only_the_estimate(model, lr):
+    a, b = explore(model, lr, (2, 2), 0), explore(model, lr, (2, 2), 0, Knobs(seed=7))
+    np.testing.assert_array_equal(a.exact, b.exact)
+    assert not np.allclose(a.estimate, b.estimate)
+
+
+def test_numbers_by_hand():
+    w = np.zeros((4, 5))
+    w[0, 0], w[1, 1] = 0.75, 0.25
+    rep = np.zeros((4, 5), bool)
+    rep[1, 1] = True
+    n = map_numbers(w, np.full((4, 5), 0.05), rep)
+    assert n["exact entropy"] == pytest.approx(-(0.75 * np.log(0.75) + 0.25 * np.log(0.25)))
+    assert n["exact effective positions"] == pytest.approx(1 / (0.75**2 + 0.25**2))
+    assert n["exact top 2% mass"] == pytest.approx(0.75)  # 2 % of 20 positions: the top one
+    assert n["TV(estimate, exact)"] == pytest.approx(0.5 * (0.7 + 0.2 + 18 * 0.05))
+    assert n["exact mass on repeats"] == 0.25 and n["exact precision on repeats"] == 0.0
+    assert n["uniform mass on repeats"] == pytest.approx(1 / 20)
+    assert top_mass(np.full(100, 0.01), 0.05) == pytest.approx(0.05)
+
+
+def test_nla_has_exact_maps_only_and_bad_input_is_named(lr):
+    torch.manual_seed(0)
+    nla = build_model("edsr+nla", 2, "quick").eval()
+    ex = explore(nla, lr, (1, 1), 0)
+    assert ex.estimate is None and ex.exact.sum() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="no random-feature estimate"):
+        explore(nla, lr, (1, 1), 0, Knobs(k=2))
+    with pytest.raises(IndexError, match="outside the 12×14"):
+        explore(nla, lr, (12, 0), 0)
+    with pytest.raises(IndexError, match=r"has 5 attention modules \(0…4\)"):
+        explore(nla, lr, (0, 0), 5)
+    assert parse_query("3, 4") == (3, 4)
+    with pytest.raises(ValueError, match="ROW,COL"):
+        parse_query("3")
+
+
+def test_cli_maps_writes_a_figure_and_prints_the_numbers(tmp_path, capsys, model, lr):
+    from enlcn.cli import main
+    from enlcn.data.images import save_rgb
+    from enlcn.train import TrainConfig, save_atomic
+
+    ckpt = tmp_path / "m.pt"
+    save_atomic({"config": TrainConfig(model="enlcn", scale=2, preset="quick").__dict__,
+                 "model": model.state_dict()}, ckpt)
+    image = save_rgb(tmp_path / "lr.png", lr)
+    assert main(["maps", str(image), "--query", "3,5", "--checkpoint", str(ckpt), "--module", "2",
+                 "--k", "2", "--out", str(tmp_path / "maps.png")]) == 0
+    out = capsys.readouterr().out
+    assert "TV(estimate, exact)" in out and (tmp_path / "maps.png").stat().st_size > 10_000
+    assert main(["maps", str(image), "--query", "30,5", "--checkpoint", str(ckpt)]) == 2
+    assert "outside the 12×14 LR image" in capsys.readouterr().err
