@@ -26,9 +26,10 @@ results exist with the same config is not retrained. ``enlcn study EXPERIMENT --
 same from the command line (start it with ``nohup`` for the ``cpu`` profile: hours).
 """
 
-from .data import Masks, Pairs, standard_data, study_data, study_masks
+from .data import Masks, Pairs, explore_images, standard_data, study_data, study_masks
 from .execute import close_killed_session, ensure, rescore, train_run, write_results
 from .files import (
+    explorable_models,
     final_weights,
     is_done,
     load_curves,
@@ -59,10 +60,46 @@ from .scoring import bicubic_scores, score, score_upscaled
 from .tables import compare, seed_spread, summary_table, verdicts
 
 __all__ = [
-    "BASE", "CLAIMS", "ENLA", "ENLA_CL", "ENLA_K", "ENLCA", "EXPERIMENTS", "PAPER_PSNR", "SEED_GROUPS",
-    "Masks", "Pairs", "Run", "RunLock", "bicubic_scores", "close_killed_session", "compare", "ensure",
-    "final_weights", "get_experiment", "get_run", "is_done", "load_curves", "load_model", "load_scores",
-    "load_summary", "paper_gain", "rescore", "result_dir", "run_dir", "score", "score_upscaled",
-    "seed_spread", "standard_data", "status", "study_data", "study_masks", "summary_table", "train_run",
-    "verdicts", "write_results",
+    "BASE",
+    "CLAIMS",
+    "ENLA",
+    "ENLA_CL",
+    "ENLA_K",
+    "ENLCA",
+    "EXPERIMENTS",
+    "Masks",
+    "PAPER_PSNR",
+    "Pairs",
+    "Run",
+    "RunLock",
+    "SEED_GROUPS",
+    "bicubic_scores",
+    "close_killed_session",
+    "compare",
+    "ensure",
+    "explorable_models",
+    "explore_images",
+    "final_weights",
+    "get_experiment",
+    "get_run",
+    "is_done",
+    "load_curves",
+    "load_model",
+    "load_scores",
+    "load_summary",
+    "paper_gain",
+    "rescore",
+    "result_dir",
+    "run_dir",
+    "score",
+    "score_upscaled",
+    "seed_spread",
+    "standard_data",
+    "status",
+    "study_data",
+    "study_masks",
+    "summary_table",
+    "train_run",
+    "verdicts",
+    "write_results",
 ]

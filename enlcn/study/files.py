@@ -131,3 +131,20 @@ def load_curves(
         if (res / "val_log.csv").exists():
             val[run.name] = pd.read_csv(res / "val_log.csv")
     return epochs, val
+
+
+def explorable_models(profile: str, root: Path = REPO) -> dict[str, torch.nn.Module]:
+    """Label → trained model (eval, CPU) of every run of ``profile`` that kept its weights and has
+    attention modules (the explorer's choice of models), in registry order."""
+    from ..train import load_trained
+
+    out: dict[str, torch.nn.Module] = {}
+    seen = set()
+    for runs in EXPERIMENTS.values():
+        for run in runs:
+            path = result_dir(profile, run, root) / "weights.pt"
+            if run.name in seen or run.model == "edsr" or not path.exists():
+                continue
+            seen.add(run.name)
+            out[run.label.removeprefix("+ ")] = load_trained(path)[0]
+    return out
