@@ -158,3 +158,40 @@ def parse_query(text: str) -> tuple[int, int]:
     except ValueError:
         raise ValueError(f"--query expects ROW,COL (two integers), got {text!r}") from None
     return row, col
+
+
+def encode_map(w: np.ndarray, floor: float = 1e-9, levels: int = 32) -> dict[str, object]:
+    """A map as a greyscale PNG (base64) of ``log10`` of its weights quantized to ``levels`` steps between
+    the map's own ``lo`` and ``hi`` (returned beside it): the offline explorer's compact form (~1–2 KB for
+    64×64; 32 levels of a log scale that spans a few decades are finer than a colour map shows)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    logw = np.log10(np.clip(np.asarray(w, dtype=np.float64), floor, None))
+    lo, hi = float(logw.min()), float(logw.max())
+    q = np.round((logw - lo) / max(hi - lo, 1e-12) * (levels - 1)).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(q, mode="L").save(buf, format="PNG", optimize=True)
+    png = base64.b64encode(buf.getvalue()).decode("ascii")
+    return {"png": png, "lo": round(lo, 4), "hi": round(hi, 4), "levels": levels}
+
+
+def decode_map(encoded: dict[str, object]) -> np.ndarray:
+    """The weights of :func:`encode_map`'s form (to within a factor ``10^((hi−lo)/(2·(levels−1)))``)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    q = np.asarray(Image.open(io.BytesIO(base64.b64decode(encoded["png"]))), dtype=np.float64)
+    lo, hi = float(encoded["lo"]), float(encoded["hi"])
+    return 10 ** (lo + q / (int(encoded["levels"]) - 1) * (hi - lo))
+
+
+def query_grid(h: int, w: int, n: int) -> list[tuple[int, int]]:
+    """``n×n`` query positions spread evenly over an ``h×w`` image (cell centres)."""
+    rows = np.linspace(0, h, n, endpoint=False) + h / (2 * n)
+    cols = np.linspace(0, w, n, endpoint=False) + w / (2 * n)
+    return [(int(r), int(c)) for r in rows for c in cols]

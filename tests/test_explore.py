@@ -98,3 +98,66 @@ def test_cli_maps_writes_a_figure_and_prints_the_numbers(tmp_path, capsys, model
     assert "TV(estimate, exact)" in out and (tmp_path / "maps.png").stat().st_size > 10_000
     assert main(["maps", str(image), "--query", "30,5", "--checkpoint", str(ckpt)]) == 2
     assert "outside the 12×14 LR image" in capsys.readouterr().err
+
+
+def test_encoded_maps_decode_to_within_the_quantization(model, lr):
+    from enlcn.explore import decode_map, encode_map
+
+    w = explore(model, lr, (4, 4), 1).exact
+    enc = encode_map(w)
+    back = decode_map(enc)
+    step = (enc["hi"] - enc["lo"]) / (enc["levels"] - 1)
+    ratio = np.log10(np.clip(w, 1e-9, None)) - np.log10(back)
+    assert np.abs(ratio).max() <= step / 2 + 1e-3
+
+
+def test_offline_explorer_data_from_models(tmp_path, monkeypatch, model, lr):
+    import json
+
+    from enlcn.study import explorer
+
+    labels = np.full(lr.shape[:2], -1, np.int32)
+    labels[1:3, 1:3] = np.arange(4).reshape(2, 2)
+    labels[8:10, 9:11] = np.arange(4).reshape(2, 2)  # a second copy: every motif pixel has a repeat
+    monkeypatch.setattr(explorer, "explorable_models", lambda *a: {"ENLA, ×k, contrastive (ENLCN)": model})
+    monkeypatch.setattr(explorer, "explore_images", lambda *a: {"im": (lr, labels), "photo": (lr, None)})
+    data = explorer.explorer_data("quick", tmp_path, image_names=("im", "photo"), grid=2, ks=(1.0, 6.0))
+    im = data["images"]["im"]
+    assert all(labels[q[0], q[1]] >= 0 for q in im["queries"])  # snapped to motif pixels
+    n_modules = len(model.attention_modules())
+    assert len(im["states"]) == len(im["queries"]) * (n_modules + 2)
+    assert set(im["repeats"]) == {str(i) for i in range(len(im["queries"]))}
+    path = explorer.write_explorer_js(data, tmp_path / "d.js", {"p": 1})
+    text = path.read_text()
+    assert text.startswith("window.ENLCN_EXPLORER = ")
+    assert json.loads(text[24:-2])["models"] == data["models"]
+    assert (tmp_path / "provenance.json").exists()
+
+
+def test_the_committed_offline_explorer_data_is_the_cpu_models():
+    import json
+    from pathlib import Path
+
+    book = Path(__file__).resolve().parents[1] / "book"
+    text = (book / "_static" / "explorer" / "explorer-data.js").read_text()
+    data = json.loads(text[len("window.ENLCN_EXPLORER = "):].rstrip().rstrip(";"))
+    assert data["profile"] == "cpu" and data["models"][-1].endswith("(ENLCN)")
+    assert len(text) < 6_000_000  # "a few MB at most"
+    assert '<div id="enlcn-explorer">' in (book / "explorer.md").read_text()
+
+
+@pytest.mark.slow
+def test_offline_explorer_page_draws_in_headless_chromium():
+    """The built page draws its maps with no network (needs `make book-html` and Debian's chromium)."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parents[1] / "book" / "_build" / "html" / "explorer.html"
+    chromium = shutil.which("chromium")
+    if chromium is None or not page.exists():
+        pytest.skip("needs chromium and a built book")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--no-first-run", "--virtual-time-budget=8000", "--dump-dom"]
+    dom = subprocess.run([chromium, *flags, page.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    assert 'data-drawn="1"' in dom and "TV(estimate, exact)" in dom
