@@ -159,5 +159,6 @@ def test_offline_explorer_page_draws_in_headless_chromium():
         pytest.skip("needs chromium and a built book")
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
              "--no-first-run", "--virtual-time-budget=8000", "--dump-dom"]
-    dom = subprocess.run([chromium, *flags, page.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    run = subprocess.run([chromium, *flags, page.as_uri()], capture_output=True, text=True, timeout=120)
+    dom = run.stdout
     assert 'data-drawn="1"' in dom and "TV(estimate, exact)" in dom
