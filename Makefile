@@ -42,7 +42,7 @@ STAMP := $(VENV)/.stamp-$(INSTALL_KEY)
 
 TORCH_INDEX_OPT := $(if $(strip $(TORCH_INDEX_URL)),--index-url $(TORCH_INDEX_URL),)
 
-.PHONY: help venv test test-slow lint book book-html clean distclean
+.PHONY: help venv test test-slow lint book book-html gpu-check clean distclean
 
 help:
 	@echo "make book       run notebooks (papermill, PROFILE=$(PROFILE); NOTEBOOKS='a b' for a subset) and build"
@@ -52,6 +52,7 @@ help:
 	@echo "make lint       ruff check"
 	@echo "make venv       create/update $(VENV) (TORCH_VERSION=$(TORCH_VERSION) TORCH_INDEX_URL=$(TORCH_INDEX_URL))"
 	@echo "make book-html  build the book from the executed notebooks already in book/notebooks (no papermill)"
+	@echo "make gpu-check  the prepared GPU check (results/bench/gpu-check.json); GPU_CHECK_ARGS=--require-cuda"
 	@echo "make clean      remove book/_build, book/deviations.md and the executed notebooks in book/notebooks"
 	@echo "make distclean  clean, and remove $(VENV) too"
 
@@ -101,6 +102,11 @@ book-html: $(STAMP)
 	$(PY) book/gen_deviations.py --output book/deviations.md
 	$(VENV)/bin/jupyter-book build book $(JB_FLAGS)
 	@echo ">> book: file://$(CURDIR)/book/_build/html/index.html"
+
+# ------------------------------------------------------------------------------------------- gpu check
+GPU_CHECK_ARGS ?=
+gpu-check: $(STAMP)
+	PY=$(PY) tools/gpu_check.sh $(GPU_CHECK_ARGS)
 
 # ----------------------------------------------------------------------------------------------- clean
 clean:
