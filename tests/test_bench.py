@@ -222,3 +222,12 @@ def test_pipeline_reports_issue_14_targets_from_interleaved_rounds(pipeline_run)
     assert {"contrastive-reference", "contrastive-default"} <= set(paired.operator)
     # every round times every model once: a ratio is a median of per-round ratios
     assert paired.groupby("round").operator.nunique().min() >= 2
+
+
+def test_explore_mode_times_three_kinds_of_update(tmp_path, capsys):
+    assert bench.main(["--explore", "--quick", "--out", str(tmp_path / "cpu.csv")]) == 0
+    meta, table = bench.read_results(tmp_path / "cpu-explore.json")
+    assert len(table) == 3 and (table.median_s > 0).all()
+    (name, ratio), = meta["ratios"].items()
+    assert name == f"explore_update_s@{bench.QUICK_SIZES[0]}" and ratio["target"] == "<= 1.0"
+    assert ratio["value"] == pytest.approx(table.median_s.max())
