@@ -42,13 +42,14 @@ STAMP := $(VENV)/.stamp-$(INSTALL_KEY)
 
 TORCH_INDEX_OPT := $(if $(strip $(TORCH_INDEX_URL)),--index-url $(TORCH_INDEX_URL),)
 
-.PHONY: help venv test test-slow lint book book-html gpu-check clean distclean
+.PHONY: help venv test test-slow test-paper-smoke lint book book-html gpu-check clean distclean
 
 help:
 	@echo "make book       run notebooks (papermill, PROFILE=$(PROFILE); NOTEBOOKS='a b' for a subset) and build"
 	@echo "                the book into book/_build/html"
 	@echo "make test       fast tests (not slow) + ruff"
 	@echo "make test-slow  slow tests only (pytest -m slow)"
+	@echo "make test-paper-smoke  the paper profile end to end on a tiny dataset (minutes)"
 	@echo "make lint       ruff check"
 	@echo "make venv       create/update $(VENV) (TORCH_VERSION=$(TORCH_VERSION) TORCH_INDEX_URL=$(TORCH_INDEX_URL))"
 	@echo "make book-html  build the book from the executed notebooks already in book/notebooks (no papermill)"
@@ -79,11 +80,15 @@ $(KERNEL): $(STAMP)
 
 # ------------------------------------------------------------------------------------------------ tests
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "not slow and not paper_smoke" $(PYTEST_ARGS)
 	$(PY) -m ruff check enlcn tests
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+
+# the paper profile end to end on a tiny dataset in `enlcn data fetch`'s layout (tests/test_paper_smoke.py)
+test-paper-smoke: $(STAMP)
+	$(PY) -m pytest -q -m paper_smoke $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check enlcn tests tools book/gen_deviations.py

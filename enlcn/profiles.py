@@ -55,6 +55,16 @@ def get_profile(name: str) -> Profile:
     return _lookup(PROFILES, name, "profile")
 
 
+def ablation_k_settings(name: str) -> AblationK:
+    """``notebooks/ablation_k.ipynb``'s settings of profile ``name`` — the ``quick`` profile's under
+    ``ENLCN_SMOKE_STEPS`` (the plumbing check of :func:`enlcn.train.smoke_overrides`: minutes, not hours)."""
+    import os
+
+    profile = get_profile(name)
+    smoke = os.environ.get("ENLCN_SMOKE_STEPS", "").strip()
+    return get_profile("quick").ablation_k if smoke else profile.ablation_k
+
+
 @dataclass(frozen=True)
 class AblationK:
     """Settings of ``notebooks/ablation_k.ipynb`` (Figure 6's variance curve; no training)."""

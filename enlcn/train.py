@@ -132,11 +132,33 @@ class TrainConfig:
         return cls(**values)
 
 
+#: ``ENLCN_SMOKE_STEPS=N`` turns every training run into N steps of batch 2 × 16² LR patches (one epoch, no
+#: learning-rate step, no warm-up): a plumbing check of a profile on a small machine. The models, the data
+#: path, the evaluation protocol and the result layout stay the profile's; config.json records the change.
+SMOKE_ENV = "ENLCN_SMOKE_STEPS"
+
+
+def smoke_overrides() -> dict[str, Any]:
+    """The training settings ``ENLCN_SMOKE_STEPS`` imposes (empty when it is not set)."""
+    value = os.environ.get(SMOKE_ENV, "").strip()
+    if not value:
+        return {}
+    try:
+        steps = int(value)
+    except ValueError:
+        raise ValueError(f"{SMOKE_ENV} must be a positive integer, got {value!r}") from None
+    if steps < 1:
+        raise ValueError(f"{SMOKE_ENV} must be a positive integer, got {value!r}")
+    return {"iters_per_epoch": steps, "epochs": 1, "milestones": (), "warmup_epochs": 0,
+            "checkpoint_every": steps, "val_every": 1, "batch_size": 2, "lr_patch": 16}
+
+
 def train_config(profile: str, **overrides: Any) -> TrainConfig:
-    """The training settings of ``profile`` (:mod:`enlcn.profiles`), then ``overrides`` (names checked)."""
+    """The training settings of ``profile`` (:mod:`enlcn.profiles`), then ``overrides`` (names checked),
+    then :func:`smoke_overrides` when ``ENLCN_SMOKE_STEPS`` is set."""
     from .profiles import get_profile
 
-    return TrainConfig.from_dict({**dict(get_profile(profile).train), **overrides})
+    return TrainConfig.from_dict({**dict(get_profile(profile).train), **overrides, **smoke_overrides()})
 
 
 # -- data ------------------------------------------------------------------------------------------

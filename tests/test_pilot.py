@@ -57,3 +57,20 @@ def test_two_seeds_are_not_enough_and_the_cheapest_candidate_wins():
     assert pilot.chosen_setting(table) == "pilot-x2"
     assert pilot.chosen_setting(table.assign(**{"meets the rule": [True, False, True]})) == "pilot-x4"
     assert pilot.chosen_setting(table.assign(**{"meets the rule": False})) is None
+
+
+def test_extension_follows_the_protocol():
+    def row(c, a, t, gain, complete=True, meets=False):
+        return {"candidate": c, "(a) met": a, "t, selfsim_motifs": t, "EDSR − bicubic, selfsim": gain,
+                "complete (3 seeds each)": complete, "meets the rule": meets}
+
+    none_a = pd.DataFrame([row("pilot-x2", False, 9.0, 0.56), row("pilot-x4", False, 1.0, 0.80)])
+    assert pilot.extension_choice(none_a) == "pilot-x4-long"  # larger EDSR − bicubic gain
+    one_a = pd.DataFrame([row("pilot-x2", True, 2.0, 1.2), row("pilot-x4", False, 9.0, 0.8)])
+    assert pilot.extension_choice(one_a) == "pilot-x2-long"  # only x2 meets (a)
+    both_a = pd.DataFrame([row("pilot-x2", True, 2.0, 1.2), row("pilot-x4", True, 3.0, 1.1)])
+    assert pilot.extension_choice(both_a) == "pilot-x4-long"  # larger t on the motif pixels
+    incomplete = pd.DataFrame([row("pilot-x2", False, 9.0, 0.56), row("pilot-x4", False, 1.0, 0.8, False)])
+    assert pilot.extension_choice(incomplete) is None
+    met = pd.DataFrame([row("pilot-x2", True, 9.0, 1.2, meets=True), row("pilot-x4", False, 1.0, 0.8)])
+    assert pilot.extension_choice(met) is None

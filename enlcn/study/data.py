@@ -77,19 +77,24 @@ def standard_data(scale: int, n_val: int, root: str | os.PathLike | None = None)
 
 
 def explore_images(profile: str, scale: int) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
-    """The explorer's images of ``profile``: name → ``(LR uint8, LR repeat labels or None)`` — the held-out
-    self-similar images (with their true repeats) and the held-out photographs (offline data only)."""
+    """The explorer's images of ``profile``: name → ``(LR uint8, LR repeat labels or None)`` — four held-out
+    self-similar images (with their true repeats), then the held-out photographs (offline data) or the
+    first image of each benchmark set (standard data)."""
+    from ..data import bicubic_downscale
+
     d: StudyData = get_profile(profile).study_data
     out: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
-    if d.source != "offline":
-        return out
-    from ..data import bicubic_downscale
-    from ..data.synthetic import skimage_images
-
     test = d.selfsim_set("test", scale)
     for i in range(min(len(test), 4)):
         item = test.item(i)
         out[f"selfsim{i:03d}"] = (bicubic_downscale(item.image, scale), item.labels)
-    for name, hr in skimage_images("test"):
-        out[name] = (bicubic_downscale(hr, scale), None)
+    if d.source == "offline":
+        from ..data.synthetic import skimage_images
+
+        for name, hr in skimage_images("test"):
+            out[name] = (bicubic_downscale(hr, scale), None)
+    else:
+        for set_name, pairs in study_data(profile, scale)[2].items():
+            name, lr, _ = pairs[0]
+            out[f"{set_name}/{name}"] = (lr, None)
     return out

@@ -147,6 +147,29 @@ def chosen_setting(table: pd.DataFrame) -> str | None:
     return met[0] if met else None
 
 
+def extension_choice(table: pd.DataFrame) -> str | None:
+    """The Protocol's extension: when every candidate of :data:`CANDIDATES` is complete and none meets the
+    rule, the more promising one at 4× the steps (its ``-long`` profile) — among candidates meeting (a),
+    the larger paired t of NLA − EDSR on the motif pixels; if none meets (a), the larger EDSR − bicubic
+    gain on the self-similar test set. None while a candidate is incomplete or one meets the rule."""
+    if table.empty:
+        return None
+    rows = table.set_index("candidate")
+    if not set(CANDIDATES) <= set(rows.index):
+        return None
+    if not rows.loc[list(CANDIDATES), "complete (3 seeds each)"].all():
+        return None
+    if rows.loc[list(CANDIDATES), "meets the rule"].any():
+        return None
+    cands = rows.loc[list(CANDIDATES)]
+    meeting_a = cands[cands["(a) met"]]
+    if len(meeting_a):
+        best = meeting_a["t, selfsim_motifs"].astype(float).idxmax()
+    else:
+        best = cands["EDSR − bicubic, selfsim"].astype(float).idxmax()
+    return f"{best}-long"
+
+
 def val_curves(profile: str, root: Path = REPO) -> pd.DataFrame:
     """Validation PSNR against step of every pilot run of ``profile`` with a log (``run, arm, seed, …``)."""
     frames = []
