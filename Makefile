@@ -23,7 +23,8 @@ TORCH_INDEX_URL ?=
 PROFILE         ?= cpu
 PYTEST_ARGS     ?=
 NOTEBOOKS       ?=
-# extra papermill parameters, e.g. NB_PARAMS="train_missing=false" (show only finished training runs)
+# extra papermill parameters, e.g. NB_PARAMS="train_missing=true" (train missing runs inside make book;
+# the default never trains: `make study` does)
 NB_PARAMS       ?=
 # -W turns Sphinx warnings into errors (nothing is silently ignored), --keep-going reports all of them
 # before failing, --all re-reads every page so a warning cannot hide in an incremental build.
@@ -42,7 +43,7 @@ STAMP := $(VENV)/.stamp-$(INSTALL_KEY)
 
 TORCH_INDEX_OPT := $(if $(strip $(TORCH_INDEX_URL)),--index-url $(TORCH_INDEX_URL),)
 
-.PHONY: help venv test test-slow test-paper-smoke lint book book-html gpu-check clean distclean
+.PHONY: help venv test test-slow test-paper-smoke study lint book book-html gpu-check clean distclean
 
 help:
 	@echo "make book       run notebooks (papermill, PROFILE=$(PROFILE); NOTEBOOKS='a b' for a subset) and build"
@@ -53,6 +54,7 @@ help:
 	@echo "make lint       ruff check"
 	@echo "make venv       create/update $(VENV) (TORCH_VERSION=$(TORCH_VERSION) TORCH_INDEX_URL=$(TORCH_INDEX_URL))"
 	@echo "make book-html  build the book from the executed notebooks already in book/notebooks (no papermill)"
+	@echo "make study      train/resume the study's runs (PROFILE, STUDY_EXPERIMENTS, STUDY_JOBS=2 processes)"
 	@echo "make gpu-check  the prepared GPU check (results/bench/gpu-check.json); GPU_CHECK_ARGS=--require-cuda"
 	@echo "make clean      remove book/_build, book/deviations.md and the executed notebooks in book/notebooks"
 	@echo "make distclean  clean, and remove $(VENV) too"
@@ -107,6 +109,20 @@ book-html: $(STAMP)
 	$(PY) book/gen_deviations.py --output book/deviations.md
 	$(VENV)/bin/jupyter-book build book $(JB_FLAGS)
 	@echo ">> book: file://$(CURDIR)/book/_build/html/index.html"
+
+# ------------------------------------------------------------------------------------------------ study
+# Training is its own command: `make study` trains (or resumes) every run of STUDY_EXPERIMENTS under
+# PROFILE in STUDY_JOBS one-thread processes that share the list (a run another process holds is skipped),
+# logging to runs/<profile>/study-<job>.log. `make book` never trains: it shows what exists.
+STUDY_EXPERIMENTS ?= table2 seeds k table6
+STUDY_JOBS        ?= 2
+study: $(STAMP)
+	@mkdir -p runs/$(PROFILE)
+	@for j in $$(seq 1 $(STUDY_JOBS)); do \
+	  $(VENV)/bin/enlcn study $(STUDY_EXPERIMENTS) --profile $(PROFILE) --threads 1 --no-progress --skip-locked \
+	    > runs/$(PROFILE)/study-$$j.log 2>&1 & \
+	  sleep 5; \
+	done; wait; tail -n 3 runs/$(PROFILE)/study-*.log
 
 # ------------------------------------------------------------------------------------------- gpu check
 GPU_CHECK_ARGS ?=

@@ -190,14 +190,22 @@ def _study(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    for name in args.runs or []:  # single runs first, in the order given
-        if not study.is_done(args.profile, study.get_run(name)):
-            study.train_run(args.profile, study.get_run(name), progress=not args.no_progress)
+    names = list(args.runs or []) + [r.name for e in args.experiments for r in study.get_experiment(e)]
+    for name in dict.fromkeys(names):  # single runs first, in the order given, then the experiments'
+        run = study.get_run(name)
+        if not study.is_done(args.profile, run):
+            try:
+                study.train_run(args.profile, run, progress=not args.no_progress)
+            except study.RunLocked as err:
+                if not args.skip_locked:
+                    raise
+                print(f"== {name} ({args.profile}): skipped, {err}")
+                continue
         print(f"== {name} ({args.profile}): done")
     for experiment in args.experiments:
-        scores = study.ensure(args.profile, experiment, progress=not args.no_progress)
+        scores = study.ensure(args.profile, experiment, train_missing=False)
         print(f"== {experiment} ({args.profile})")
-        print(study.summary_table(scores).to_string())
+        print(study.summary_table(scores).to_string() if len(scores) else "no finished runs")
     return 0
 
 
@@ -255,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", nargs="+", metavar="RUN", help="train these runs first, in this order")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     p.add_argument("--rescore", action="store_true", help="score the finished runs again (new test sets)")
+    p.add_argument("--skip-locked", action="store_true",
+                   help="skip runs another process is training (processes sharing one list: make study)")
     p.set_defaults(func=_study)
 
     p = sub.add_parser("maps", help="one query's correlation maps (exact, estimate, difference), a figure")
@@ -283,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, KeyError, FileNotFoundError, FileExistsError, IndexError) as err:
+    except (ValueError, KeyError, FileNotFoundError, FileExistsError, IndexError, RuntimeError) as err:
         print(f"enlcn {args.command}: error: {err}", file=sys.stderr)
         return 2
 

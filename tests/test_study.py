@@ -258,3 +258,18 @@ def test_a_run_stays_done_when_trainconfig_gains_a_field_at_its_default(tmp_path
     saved["lr"] = 5e-4  # any other difference still means "not this run"
     (res / "config.json").write_text(json.dumps(saved))
     assert not study.is_done("quick", run, tmp_path)
+
+
+def test_study_command_skips_runs_another_process_holds(monkeypatch, capsys):
+    from enlcn.cli import main
+
+    def locked(profile, run, root=None, progress=True):
+        raise study.RunLocked(f"runs/{profile}/{run.name} is being trained by process 4242")
+
+    monkeypatch.setattr(study, "is_done", lambda *a, **k: False)
+    monkeypatch.setattr(study, "train_run", locked)
+    assert main(["study", "--profile", "quick", "--runs", "base", "nla", "--skip-locked"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("skipped, runs/quick/") == 2 and "process 4242" in out
+    assert main(["study", "--profile", "quick", "--runs", "base"]) == 2  # without the flag: an error
+    assert "is being trained by process 4242" in capsys.readouterr().err

@@ -40,7 +40,7 @@ from .files import (
     run_dir,
     status,
 )
-from .lock import RunLock
+from .lock import RunLock, RunLocked
 from .runs import (
     BASE,
     CLAIMS,
@@ -72,6 +72,7 @@ __all__ = [
     "Pairs",
     "Run",
     "RunLock",
+    "RunLocked",
     "SEED_GROUPS",
     "bicubic_scores",
     "close_killed_session",

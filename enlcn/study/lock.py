@@ -6,6 +6,10 @@ import os
 from pathlib import Path
 
 
+class RunLocked(RuntimeError):
+    """Another living process holds the run's lock."""
+
+
 class RunLock:
     """``runs/<profile>/<run>/.lock`` holding the pid, so two processes never train one run at once."""
 
@@ -19,7 +23,7 @@ class RunLock:
         except FileExistsError:
             pid = int(self.path.read_text() or 0)
             if pid and _alive(pid):
-                raise RuntimeError(f"{self.path.parent} is being trained by process {pid}") from None
+                raise RunLocked(f"{self.path.parent} is being trained by process {pid}") from None
             self.path.unlink()  # stale: its process is gone
             fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         os.write(fd, str(os.getpid()).encode())
