@@ -143,6 +143,10 @@ class Profile:
     def __post_init__(self) -> None:
         get_model_preset(self.model_preset)  # fail early on a typo
 
+    def train_dict(self) -> dict[str, object]:
+        """The training settings this profile sets, as a dict."""
+        return dict(self.train)
+
 
 PROFILES: dict[str, Profile] = {
     p.name: p

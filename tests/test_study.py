@@ -273,3 +273,18 @@ def test_study_command_skips_runs_another_process_holds(monkeypatch, capsys):
     assert out.count("skipped, runs/quick/") == 2 and "process 4242" in out
     assert main(["study", "--profile", "quick", "--runs", "base"]) == 2  # without the flag: an error
     assert "is being trained by process 4242" in capsys.readouterr().err
+
+
+def test_public_api_lists_runs_opens_models_and_draws_fresh_test_images():
+    table = study.runs("cpu")
+    assert {"run", "model", "attention", "seed", "scale", "done", "weights"} <= set(table.columns)
+    assert table.run.is_unique and {"base", "enlca", "nla"} <= set(table.run)
+    committed = table.set_index("run")
+    assert committed.loc["enlca", "done"] and committed.loc["enlca", "weights"]  # committed cpu weights
+    model = study.load_model("cpu", "enlca")
+    assert not model.training and len(model.attention_modules()) == 5
+    fixed, fresh = study.test_sets("quick"), study.test_sets("quick", seed=12345)
+    assert [n for n, _, _ in fixed["photos"]] == [n for n, _, _ in fresh["photos"]]
+    assert len(fresh["selfsim"]) == len(fixed["selfsim"])
+    assert not np.array_equal(fresh["selfsim"][0][2], fixed["selfsim"][0][2])  # another draw
+    assert np.array_equal(study.test_sets("quick", seed=12345)["selfsim"][0][2], fresh["selfsim"][0][2])

@@ -2,7 +2,7 @@
 
 One concept per module:
 
-* :mod:`.runs`: the registry (:class:`Run`, :data:`EXPERIMENTS`, the paper's numbers and claims);
+* :mod:`.registry`: the registry (:class:`Run`, :data:`EXPERIMENTS`, the paper's numbers and claims);
 * :mod:`.data`: each profile's training / validation / test images and motif masks;
 * :mod:`.lock`, :mod:`.execute`: training a run (one process per run, resumable, every session recorded),
   scoring it and writing its result files;
@@ -26,7 +26,7 @@ results exist with the same config is not retrained. ``enlcn study EXPERIMENT --
 same from the command line (start it with ``nohup`` for the ``cpu`` profile: hours).
 """
 
-from .data import Masks, Pairs, explore_images, standard_data, study_data, study_masks
+from .data import Masks, Pairs, explore_images, standard_data, study_data, study_masks, test_sets
 from .execute import close_killed_session, ensure, rescore, train_run, write_results
 from .files import (
     explorable_models,
@@ -38,10 +38,11 @@ from .files import (
     load_summary,
     result_dir,
     run_dir,
+    runs,
     status,
 )
 from .lock import RunLock, RunLocked
-from .runs import (
+from .registry import (
     BASE,
     CLAIMS,
     ENLA,
@@ -92,6 +93,7 @@ __all__ = [
     "rescore",
     "result_dir",
     "run_dir",
+    "runs",
     "score",
     "score_upscaled",
     "seed_spread",
@@ -100,6 +102,7 @@ __all__ = [
     "study_data",
     "study_masks",
     "summary_table",
+    "test_sets",
     "train_run",
     "verdicts",
     "write_results",

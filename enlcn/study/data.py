@@ -76,6 +76,21 @@ def standard_data(scale: int, n_val: int, root: str | os.PathLike | None = None)
     return train, val, tests
 
 
+def test_sets(profile: str, seed: int | None = None) -> dict[str, Pairs]:
+    """``{test set: [(name, lr, hr), …]}`` of ``profile`` (uint8). ``seed`` draws a *fresh* sample of the
+    procedural self-similar images — same generator and settings, another seed — to check that nothing
+    was tuned to the committed test images (the photographs / benchmarks are fixed)."""
+    scale = get_profile(profile).train_dict().get("scale", 4)
+    tests = dict(study_data(profile, scale)[2])
+    if seed is not None:
+        import dataclasses
+
+        d: StudyData = get_profile(profile).study_data
+        fresh = dataclasses.replace(d, seeds=(d.seeds[0], d.seeds[1], int(seed)))
+        tests["selfsim"] = fresh.selfsim_set("test", scale).pairs()
+    return tests
+
+
 def explore_images(profile: str, scale: int) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
     """The explorer's images of ``profile``: name → ``(LR uint8, LR repeat labels or None)`` — four held-out
     self-similar images (with their true repeats), then the held-out photographs (offline data) or the

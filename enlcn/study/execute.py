@@ -17,7 +17,7 @@ from ..train import TrainConfig, Trainer
 from .data import study_data, study_masks
 from .files import final_weights, is_done, load_scores, load_summary, result_dir, run_dir
 from .lock import RunLock
-from .runs import Run, get_experiment
+from .registry import Run, get_experiment
 from .scoring import score
 
 

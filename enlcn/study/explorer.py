@@ -21,7 +21,7 @@ from ..explore import Knobs, encode_map, explore, query_grid
 from ..provenance import REPO, write_json_atomic
 from .data import explore_images
 from .files import explorable_models
-from .runs import BASE
+from .registry import BASE
 
 KS = (1.0, 2.0, 4.0, 6.0, 8.0)  # the k sweep of ENLCN's estimate (Figure 6's values)
 

@@ -17,7 +17,7 @@ import torch
 from ..models.checkpoints import read_checkpoint
 from ..provenance import REPO
 from ..train import TrainConfig
-from .runs import EXPERIMENTS, Run
+from .registry import EXPERIMENTS, Run, get_run
 
 
 def run_dir(profile: str, run: Run, root: Path = REPO) -> Path:
@@ -106,10 +106,38 @@ def _logged_steps(log: Path) -> int:
         return max(sum(1 for _ in f) - 1, 0)
 
 
-def load_model(profile: str, run: Run, root: Path = REPO) -> torch.nn.Module:
-    """The final weights of ``run`` (``results/…/weights.pt``), in eval mode on the CPU."""
+def runs(profile: str, root: Path = REPO) -> pd.DataFrame:
+    """Every registered run under ``profile``: ``run, label, model, attention, seed, scale, done,
+    weights`` (``weights``: final weights committed in results/, so :func:`load_model` can open it)."""
+    rows, seen = [], set()
+    for experiment, registered in EXPERIMENTS.items():
+        for run in registered:
+            if run.name in seen:
+                continue
+            seen.add(run.name)
+            rows.append(
+                {
+                    "run": run.name,
+                    "label": run.label,
+                    "model": run.model,
+                    "attention": dict(run.attention),
+                    "seed": run.seed,
+                    "scale": run.config(profile).scale,
+                    "experiment": experiment,
+                    "done": is_done(profile, run, root),
+                    "weights": (result_dir(profile, run, root) / "weights.pt").exists(),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def load_model(profile: str, run: Run | str, root: Path = REPO) -> torch.nn.Module:
+    """The final weights of ``run`` (a :class:`Run` or its name; ``results/…/weights.pt``), in eval mode
+    on the CPU."""
     from ..train import load_trained
 
+    if isinstance(run, str):
+        run = get_run(run)
     path = result_dir(profile, run, root) / "weights.pt"
     if not path.exists():
         raise FileNotFoundError(

@@ -24,7 +24,7 @@ from ..provenance import REPO
 from . import stats
 from .data import study_data
 from .files import is_done, load_scores, load_summary, result_dir
-from .runs import get_experiment
+from .registry import get_experiment
 from .scoring import bicubic_scores, score_upscaled
 
 #: candidate profiles in the Protocol's order of cost (cheapest first), then the 4× extensions

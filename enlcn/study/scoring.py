@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 
 from .data import Masks, Pairs, study_data, study_masks
-from .runs import BASE
+from .registry import BASE
 
 
 def score(model: torch.nn.Module, scale: int, tests: dict[str, Pairs], masks: Masks | None = None):

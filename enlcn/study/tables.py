@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .runs import CLAIMS, PAPER_PSNR, SEED_GROUPS, paper_gain
+from .registry import CLAIMS, PAPER_PSNR, SEED_GROUPS, paper_gain
 
 
 def summary_table(scores: pd.DataFrame) -> pd.DataFrame:
