@@ -72,3 +72,49 @@ def test_nla_module_trains_the_same_on_both_paths(monkeypatch):
     assert not m.blocked_path(x.double())  # float32 only
     m.use_blocked = False
     assert not m.blocked_path(x)
+
+
+def _chunked_reference(q, k, v):
+    logits = q @ k.transpose(1, 2)
+    lse = torch.logsumexp(logits, dim=-1)
+    return torch.exp(logits - lse[..., None]) @ v, lse
+
+
+@pytest.mark.parametrize(("n", "block"), [(9, 4), (8, 4), (3, 1), (5, 16)])
+def test_chunked_attention_values_and_gradients_with_the_lse_used(n, block):
+    from enlcn.attention.blocked import chunked_attention
+
+    g = torch.Generator().manual_seed(n)
+    q, k = torch.randn(n, 7, 5, generator=g), torch.randn(n, 21, 5, generator=g)
+    v = torch.randn(n, 21, 6, generator=g)
+    go, gl = torch.randn(n, 7, 6, generator=g), torch.randn(n, 7, generator=g)
+
+    def grads(fn):
+        a, b, c = (t.clone().requires_grad_(True) for t in (q, k, v))
+        out, lse = fn(a, b, c)
+        (out * go).sum().backward(retain_graph=True)
+        (lse * gl).sum().backward()  # NLSA weights its hash rounds by the lse: its gradient must be right
+        return [out.detach(), lse.detach(), a.grad, b.grad, c.grad]
+
+    new = grads(lambda *t: chunked_attention(*t, block=block))
+    for a, b in zip(grads(_chunked_reference), new, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+
+
+def test_nlsa_module_trains_the_same_on_both_paths(monkeypatch):
+    torch.manual_seed(0)
+    m = build_attention("nlsa", 16, chunk_size=8)
+    x, go = torch.randn(2, 16, 9, 10), torch.randn(2, 16, 9, 10)
+
+    def run():
+        torch.manual_seed(3)  # the same hash rotations
+        m.zero_grad()
+        xi = x.clone().requires_grad_(True)
+        m(xi).backward(go)
+        return [xi.grad] + [p.grad.clone() for p in m.parameters()]
+
+    assert m.blocked_path(x) and m.training_path(x).startswith("chunked")
+    chunked = run()
+    monkeypatch.setenv("ENLCN_BLOCKED", "0")
+    for a, b in zip(run(), chunked, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)

@@ -74,3 +74,51 @@ def blocked_attention(q: Tensor, k: Tensor, v: Tensor, block: int = BLOCK) -> Te
     if block < 1:
         raise ValueError(f"block must be ≥ 1, got {block}")
     return _BlockedAttention.apply(q.contiguous(), k.contiguous(), v.contiguous(), block)
+
+
+CHUNK_BLOCK = 4  # chunks per block in chunked_attention: 4 × 144 × 432 floats ≈ 1 MB of scores
+
+
+class _ChunkedAttention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, block: int):  # type: ignore[override]
+        n, s, _ = q.shape
+        out, lse = q.new_empty(n, s, v.shape[-1]), q.new_empty(n, s)
+        for i in range(0, n, block):
+            rows = slice(i, i + block)
+            scores = torch.bmm(q[rows], k[rows].transpose(1, 2))  # [b, S, T]
+            lse_b = torch.logsumexp(scores, dim=-1, keepdim=True)  # [b, S, 1]
+            torch.bmm(scores.sub_(lse_b).exp_(), v[rows], out=out[rows])
+            lse[rows] = lse_b[..., 0]
+        ctx.save_for_backward(q, k, v, out, lse)
+        ctx.block = block
+        return out, lse
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor, grad_lse: Tensor):  # type: ignore[override]
+        q, k, v, out, lse = ctx.saved_tensors
+        block = ctx.block
+        grad_out = grad_out.contiguous()
+        # d lse_i / d score_ij = P_ij, so the lse's gradient joins the softmax's: dS = P ⊙ (dP − δ + g_lse)
+        shift = (grad_out * out).sum(-1) - grad_lse  # [N, S]
+        dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+        for i in range(0, q.shape[0], block):
+            rows = slice(i, i + block)
+            p = torch.bmm(q[rows], k[rows].transpose(1, 2)).sub_(lse[rows, :, None]).exp_()  # recomputed
+            go = grad_out[rows]
+            torch.bmm(p.transpose(1, 2), go, out=dv[rows])
+            ds = torch.bmm(go, v[rows].transpose(1, 2)).sub_(shift[rows, :, None]).mul_(p)  # [b, S, T]
+            torch.bmm(ds, k[rows], out=dq[rows])
+            torch.bmm(ds.transpose(1, 2), q[rows], out=dk[rows])
+        return dq, dk, dv, None
+
+
+def chunked_attention(q: Tensor, k: Tensor, v: Tensor, block: int = CHUNK_BLOCK) -> tuple[Tensor, Tensor]:
+    """Per chunk ``n``: ``softmax(q_n k_nᵀ) v_n`` and ``logsumexp(q_n k_nᵀ)`` for ``q: [N, S, c]``,
+    ``k: [N, T, c]``, ``v: [N, T, C]`` (NLSA's chunked attention, NLSN's unscaled logits), ``block`` chunks
+    at a time in cache; backward recomputes the scores. Same values and gradients as
+    ``logsumexp`` / ``exp(s − lse) @ v`` written out."""
+    if q.dim() != 3 or k.dim() != 3 or q.shape[0] != k.shape[0] or v.shape[:2] != k.shape[:2]:
+        raise ValueError(f"chunked_attention expects q [N, S, c], k [N, T, c], v [N, T, C]; got "
+                         f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    return _ChunkedAttention.apply(q.contiguous(), k.contiguous(), v.contiguous(), block)

@@ -26,6 +26,7 @@ Where we differ from the NLSN code (the result is otherwise the same):
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -34,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import Attention, feature_map, tokens
+from .blocked import chunked_attention
 from .nla import check_finite, check_positive_int, embedding_channels
 
 #: NLSN's cap on the number of hash buckets
@@ -95,15 +97,30 @@ class NonLocalSparseAttention(Attention):
         q_chunks = gather_tokens(q, lay.positions)  # [B, h, K, S, c]
         k_chunks = with_neighbours(gather_tokens(normalized_keys(q), lay.positions))  # [B, h, K, 3S, c]
         v_chunks = with_neighbours(gather_tokens(v, lay.positions))  # [B, h, K, 3S, C]
-        logits = torch.einsum("bhkic,bhkjc->bhkij", q_chunks, k_chunks)  # [B, h, K, S, 3S]
-        lse = torch.logsumexp(logits, dim=-1, keepdim=True)  # [B, h, K, S, 1]
-        ret = torch.einsum("bhkij,bhkjc->bhkic", torch.exp(logits - lse), v_chunks)  # [B, h, K, S, C]
+        if self.blocked_path(x):  # softmax(q kᵀ) v and logsumexp per chunk, in cache (.blocked)
+            lead = q_chunks.shape[:3]
+            flat = [t.flatten(0, 2) for t in (q_chunks, k_chunks, v_chunks)]
+            ret, lse = chunked_attention(*flat)
+            ret, lse = ret.view(*lead, *ret.shape[1:]), lse.view(*lead, -1, 1)  # [B, h, K, S, C], [.., S, 1]
+        else:
+            logits = torch.einsum("bhkic,bhkjc->bhkij", q_chunks, k_chunks)  # [B, h, K, S, 3S]
+            lse = torch.logsumexp(logits, dim=-1, keepdim=True)  # [B, h, K, S, 1]
+            ret = torch.einsum("bhkij,bhkjc->bhkic", torch.exp(logits - lse), v_chunks)  # [B, h, K, S, C]
         # back from sorted slots to positions (dropping the padded slots): [B, h, L, C] and [B, h, L]
         ret = ret.flatten(2, 3).gather(2, lay.slot_of[..., None].expand(-1, -1, -1, ret.shape[-1]))
         lse = lse.flatten(2).gather(2, lay.slot_of)
         round_weights = torch.softmax(lse, dim=1)  # [B, h, L]
         out = (ret * round_weights[..., None]).sum(dim=1)  # [B, L, C]
         return feature_map(out, x.shape[-2], x.shape[-1]) * self.options.res_scale + x
+
+    def blocked_path(self, x: Tensor) -> bool:
+        """True when ``forward`` takes :func:`~enlcn.attention.blocked.chunked_attention` (float32 CPU input,
+        ``ENLCN_BLOCKED`` not ``0``); CUDA keeps the batched einsums."""
+        cpu32 = x.device.type == "cpu" and x.dtype == torch.float32
+        return cpu32 and os.environ.get("ENLCN_BLOCKED", "1") != "0"
+
+    def training_path(self, x: Tensor) -> str:
+        return "chunked (enlcn.attention.blocked)" if self.blocked_path(x) else "einsum + autograd"
 
     def attention_weights(self, x: Tensor, index: int) -> Tensor:
         """Normalized weights ``[B, L]`` of query ``index`` for ONE draw of the rotations (global RNG).
