@@ -495,10 +495,15 @@ def contrastive_sorted(q, k, form="paper", n1=0.02, n2=0.08, b=1.0, hinge=False)
 def bench_contrastive(
     side: int = CONTRASTIVE_SIDE, repeats: int = 5, threads: int | None = None
 ) -> list[dict]:
-    """Time the contrastive loss (both forms) with ``topk`` and with a full sort, ``N = side²``."""
+    """Time the contrastive loss (both forms) with ``topk`` and with a full sort, ``N = side²``.
+
+    ``topk`` is the reference path (:func:`~enlcn.attention.contrastive.contrastive_loss_reference`): its
+    selected values must equal the full sort's exactly. The native row kernel is timed against it by
+    ``--pipeline`` (same values to float rounding, tested in tests/test_contrastive.py).
+    """
     import torch.nn.functional as F
 
-    from .attention import contrastive_loss
+    from .attention.contrastive import contrastive_loss_reference as contrastive_loss
 
     threads = threads or torch.get_num_threads()
     torch.set_num_threads(threads)
