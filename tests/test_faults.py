@@ -282,3 +282,28 @@ def test_result_csvs_do_not_record_float_noise(tmp_path):
     b = write_csv_atomic(tmp_path / "b.csv", pd.DataFrame({"v": values * (1 + 3e-10)})).read_bytes()
     assert a == b
     assert b"29.940123" in a  # 8 significant digits: PSNR to 1e-6 dB (rescoring compares at 1e-6)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 5), (3, 40)])
+def test_upscale_handles_tiny_and_odd_images(shape, tmp_path, quick_checkpoint):
+    from PIL import Image
+
+    from enlcn.cli import main
+    from enlcn.data.images import load_rgb
+
+    src = tmp_path / "odd.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)).save(src)
+    out = tmp_path / "odd_x2.png"
+    assert main(["upscale", str(src), str(out), "--checkpoint", str(quick_checkpoint)]) == 0
+    assert load_rgb(out).shape == (2 * shape[0], 2 * shape[1], 3)
+
+
+@pytest.mark.parametrize("content", [b"", b"not an image at all", b"\x89PNG\r\n\x1a\n" + b"\0" * 30])
+def test_upscale_names_an_unreadable_input(content, tmp_path, quick_checkpoint, capsys):
+    from enlcn.cli import main
+
+    src = tmp_path / "bad.png"
+    src.write_bytes(content)
+    assert main(["upscale", str(src), str(tmp_path / "o.png"), "--checkpoint", str(quick_checkpoint)]) == 2
+    err = capsys.readouterr().err
+    assert f"enlcn upscale: error: {src}: cannot read image" in err and "Traceback" not in err
