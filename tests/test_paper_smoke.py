@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from paper_fixture import make_paper_data
 
-pytestmark = pytest.mark.paper_smoke
+pytestmark = [pytest.mark.paper_smoke, pytest.mark.timeout(2700)]  # minutes on two cores
 REPO = Path(__file__).resolve().parents[1]
 ORDER = ("ablations", "correlation_maps", "explore", "pilot", "ablation_k", "efficiency", "findings")
 
