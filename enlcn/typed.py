@@ -40,24 +40,16 @@ def convert(name: str, value: Any, annotation: Any) -> Any:
         if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
             return value.strip().lower() in _TRUE
         raise _fail(name, value, "true or false")
-    if annotation is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
+    if annotation in (int, float):
+        exact = (int,) if annotation is int else (int, float)
+        if isinstance(value, exact) and not isinstance(value, bool):
+            return annotation(value)
         if isinstance(value, str):
             try:
-                return int(value.strip())
+                return annotation(value.strip())
             except ValueError:
                 pass
-        raise _fail(name, value, "an integer")
-    if annotation is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value.strip())
-            except ValueError:
-                pass
-        raise _fail(name, value, "a number")
+        raise _fail(name, value, "an integer" if annotation is int else "a number")
     if annotation is str:
         if isinstance(value, str):
             return value

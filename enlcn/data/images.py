@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -21,16 +23,23 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """``(height, width)`` from the file's header, without decoding its pixels (:class:`ImageError` if the
     file is missing, not an image, or claims more pixels than Pillow's decompression-bomb limit)."""
     path = Path(path)
+    with _named_errors(path), Image.open(path) as im:
+        width, height = im.size
+    return height, width
+
+
+@contextmanager
+def _named_errors(path: Path) -> Iterator[None]:
+    """Turn Pillow's and the file system's errors on ``path`` into :class:`ImageError` naming the file."""
     try:
-        with Image.open(path) as im:
-            width, height = im.size
+        yield
     except FileNotFoundError as err:
         raise ImageError(f"{path}: no such file") from err
     except Image.DecompressionBombError as err:
         raise ImageError(f"{path}: claims more pixels than can be decoded safely ({err})") from err
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ImageError(f"{path}: cannot read image ({err})") from err
-    return height, width
+
 
 
 def file_mode() -> int:
@@ -51,25 +60,16 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
     (``v >> 8``), which can be 1 below ``round(v·255/65535)`` — no SR benchmark ships such files.
     """
     path = Path(path)
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(im, dtype=np.float64)
-                return np.repeat(
-                    np.round(np.clip(arr, 0, 65535) * 255 / 65535).astype(np.uint8)[..., None], 3, 2
-                )
-            if im.mode in ("P", "PA", "RGBA", "LA", "La", "RGBa"):
-                # palette (possibly with a transparent entry) and alpha modes: RGBA first, alpha dropped
-                arr = np.asarray(im.convert("RGBA"))[..., :3]
-            else:
-                arr = np.asarray(im.convert("RGB"))  # L, 1, CMYK, YCbCr, …
-    except FileNotFoundError as err:
-        raise ImageError(f"{path}: no such file") from err
-    except Image.DecompressionBombError as err:
-        raise ImageError(f"{path}: claims more pixels than can be decoded safely ({err})") from err
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise ImageError(f"{path}: cannot read image ({err})") from err
+    with _named_errors(path), Image.open(path) as im:
+        im.load()
+        if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+            arr = np.asarray(im, dtype=np.float64)
+            return np.repeat(np.round(np.clip(arr, 0, 65535) * 255 / 65535).astype(np.uint8)[..., None], 3, 2)
+        if im.mode in ("P", "PA", "RGBA", "LA", "La", "RGBa"):
+            # palette (possibly with a transparent entry) and alpha modes: RGBA first, alpha dropped
+            arr = np.asarray(im.convert("RGBA"))[..., :3]
+        else:
+            arr = np.asarray(im.convert("RGB"))  # L, 1, CMYK, YCbCr, …
     if arr.ndim != 3 or arr.shape[2] != 3 or min(arr.shape[:2]) == 0:
         raise ImageError(f"{path}: unexpected image shape {arr.shape}")
     return arr
