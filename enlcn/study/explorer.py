@@ -18,7 +18,7 @@ import numpy as np
 from ..correlation import attention_inputs
 from ..data.synthetic import true_repeats
 from ..explore import Knobs, encode_map, explore, query_grid
-from ..provenance import REPO, write_json_atomic
+from ..provenance import REPO, write_json_atomic, write_text_atomic
 from .data import explore_images
 from .files import explorable_models
 from .registry import BASE
@@ -102,20 +102,7 @@ def encode_rgb(image: np.ndarray) -> str:
 
 def write_explorer_js(data: dict, path: Path, provenance: dict | None = None) -> Path:
     """``window.ENLCN_EXPLORER = <data>;`` at ``path`` (atomically), and the provenance beside it."""
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = "window.ENLCN_EXPLORER = " + json.dumps(data, separators=(",", ":")) + ";\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, "window.ENLCN_EXPLORER = " + json.dumps(data, separators=(",", ":")) + ";\n")
     if provenance is not None:
         write_json_atomic(path.with_name("provenance.json"), provenance)
     return path

@@ -17,7 +17,7 @@ import torch
 from ..models.checkpoints import read_checkpoint
 from ..provenance import REPO
 from ..train import TrainConfig
-from .registry import EXPERIMENTS, Run, get_run
+from .registry import Run, get_run, unique_runs
 
 
 def run_dir(profile: str, run: Run, root: Path = REPO) -> Path:
@@ -76,26 +76,21 @@ def load_summary(profile: str, run: Run, root: Path = REPO) -> dict[str, Any]:
 
 def status(profile: str, root: Path = REPO) -> pd.DataFrame:
     """One row per run of every experiment: done?, steps trained so far, wall time."""
-    rows, seen = [], set()
-    for experiment, runs in EXPERIMENTS.items():
-        for run in runs:
-            if run.name in seen:
-                continue
-            seen.add(run.name)
-            done = is_done(profile, run, root)
-            log = run_dir(profile, run, root) / "train_log.csv"
-            summary = load_summary(profile, run, root) if done else {}
-            steps = summary["steps"] if done else _logged_steps(log)
-            rows.append(
-                {
-                    "experiment": experiment,
-                    "run": run.name,
-                    "done": done,
-                    "steps": steps,
-                    "of": run.config(profile).total_steps,
-                    "wall_time_s": summary.get("wall_time_s"),
-                }
-            )
+    rows = []
+    for experiment, run in unique_runs():
+        done = is_done(profile, run, root)
+        summary = load_summary(profile, run, root) if done else {}
+        steps = summary["steps"] if done else _logged_steps(run_dir(profile, run, root) / "train_log.csv")
+        rows.append(
+            {
+                "experiment": experiment,
+                "run": run.name,
+                "done": done,
+                "steps": steps,
+                "of": run.config(profile).total_steps,
+                "wall_time_s": summary.get("wall_time_s"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -109,25 +104,21 @@ def _logged_steps(log: Path) -> int:
 def runs(profile: str, root: Path = REPO) -> pd.DataFrame:
     """Every registered run under ``profile``: ``run, label, model, attention, seed, scale, done,
     weights`` (``weights``: final weights committed in results/, so :func:`load_model` can open it)."""
-    rows, seen = [], set()
-    for experiment, registered in EXPERIMENTS.items():
-        for run in registered:
-            if run.name in seen:
-                continue
-            seen.add(run.name)
-            rows.append(
-                {
-                    "run": run.name,
-                    "label": run.label,
-                    "model": run.model,
-                    "attention": dict(run.attention),
-                    "seed": run.seed,
-                    "scale": run.config(profile).scale,
-                    "experiment": experiment,
-                    "done": is_done(profile, run, root),
-                    "weights": (result_dir(profile, run, root) / "weights.pt").exists(),
-                }
-            )
+    rows = []
+    for experiment, run in unique_runs():
+        rows.append(
+            {
+                "run": run.name,
+                "label": run.label,
+                "model": run.model,
+                "attention": dict(run.attention),
+                "seed": run.seed,
+                "scale": run.config(profile).scale,
+                "experiment": experiment,
+                "done": is_done(profile, run, root),
+                "weights": (result_dir(profile, run, root) / "weights.pt").exists(),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -167,12 +158,8 @@ def explorable_models(profile: str, root: Path = REPO) -> dict[str, torch.nn.Mod
     from ..train import load_trained
 
     out: dict[str, torch.nn.Module] = {}
-    seen = set()
-    for runs in EXPERIMENTS.values():
-        for run in runs:
-            path = result_dir(profile, run, root) / "weights.pt"
-            if run.name in seen or run.model == "edsr" or not path.exists():
-                continue
-            seen.add(run.name)
+    for _, run in unique_runs():
+        path = result_dir(profile, run, root) / "weights.pt"
+        if run.model != "edsr" and path.exists():
             out[run.label.removeprefix("+ ")] = load_trained(path)[0]
     return out

@@ -23,7 +23,7 @@ from ..profiles import get_profile
 from ..provenance import REPO
 from . import stats
 from .data import study_data
-from .files import is_done, load_scores, load_summary, result_dir
+from .files import is_done, load_scores, load_summary, result_dir, run_dir
 from .registry import get_experiment
 from .scoring import bicubic_scores, score_upscaled
 
@@ -175,7 +175,7 @@ def val_curves(profile: str, root: Path = REPO) -> pd.DataFrame:
     frames = []
     for run in get_experiment("pilot"):
         path = result_dir(profile, run, root) / "val_log.csv"
-        work = root / "runs" / profile / run.name / "val_log.csv"
+        work = run_dir(profile, run, root) / "val_log.csv"
         if path.exists():
             val = pd.read_csv(path)
         elif work.exists():  # still training: its running log

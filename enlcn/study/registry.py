@@ -130,3 +130,14 @@ def paper_gain(table: str | None, run: str, ref: str) -> tuple[float | None, str
     paper = PAPER_PSNR[table]
     gain = round(paper["values"][run] - paper["values"][ref], 4)
     return gain, f"{paper['source']}, {paper['dataset']}"
+
+
+def unique_runs() -> list[tuple[str, Run]]:
+    """``(experiment, run)`` for every registered run once, at its first experiment, in registry order."""
+    out, seen = [], set()
+    for experiment, registered in EXPERIMENTS.items():
+        for run in registered:
+            if run.name not in seen:
+                seen.add(run.name)
+                out.append((experiment, run))
+    return out
