@@ -149,15 +149,50 @@ def test_kernel_equals_reference(form, hinge, n, c):
 
 
 @needs_contrastive_kernel
+@pytest.mark.parametrize("form", ["paper", "official"])
+@pytest.mark.parametrize("counting_max", [0, 1 << 20])
+def test_both_selection_paths_equal_the_reference(form, counting_max):
+    # the kernel ranks a row's candidates by counting (few candidates) or by bisection (many, as on
+    # structured rows); force each path on every row, on smooth rows (relevance rises with the key index,
+    # so the largest relevances are contiguous) and on random ones
+    from enlcn.attention.contrastive import _RowKernelLoss, contrastive_bands
+
+    g = torch.Generator().manual_seed(3)
+    n, c = 1500, 8
+    angle = torch.linspace(0, 3.0, n)
+    smooth = torch.stack([angle.cos(), angle.sin()], -1)  # relevance to (1, 0) falls with the index
+    q = torch.nn.functional.normalize(torch.randn(2, n, c, generator=g), dim=-1) * 2.0
+    k = torch.nn.functional.normalize(torch.randn(2, n, c, generator=g), dim=-1) * 2.0
+    q[1, :, :2], q[1, :, 2:] = torch.tensor([2.0, 0.0]), 0.0
+    k[1, :, :2], k[1, :, 2:] = 2.0 * smooth.flip(0), 0.0
+    rel, start, stop = contrastive_bands(n, form)
+    ext = native.load_contrastive()
+
+    def kernel(q, k, form, b):
+        return _RowKernelLoss.apply(q, k, ext, rel, start, stop, form == "official", b, False, counting_max)
+
+    ref = _loss_and_grads(contrastive.contrastive_loss_reference, q, k, form=form, b=3.0)
+    new = _loss_and_grads(kernel, q, k, form=form, b=3.0)
+    torch.testing.assert_close(new[0], ref[0], rtol=1e-5, atol=1e-6)
+    for a, b in zip(ref[1:], new[1:], strict=True):
+        assert a.abs().sum() > 0
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4 * float(a.abs().max()))
+
+
+@needs_contrastive_kernel
 def test_kernel_on_tied_relevances_keeps_the_loss():
     # quantized embeddings: many equal relevances, the bands' boundaries fall inside runs of ties
     g = torch.Generator().manual_seed(0)
     q = torch.randint(-2, 3, (2, 300, 4), generator=g).float()
     k = torch.randint(-2, 3, (2, 300, 4), generator=g).float()
+    ext = native.load_contrastive()
     for form in ("paper", "official"):
         ref = contrastive.contrastive_loss_reference(q, k, form=form, b=30.0)
         new = contrastive.contrastive_loss(q, k, form=form, b=30.0)
         torch.testing.assert_close(new, ref, rtol=1e-5, atol=1e-5)
+        bands = contrastive.contrastive_bands(300, form)
+        bisected = contrastive._RowKernelLoss.apply(q, k, ext, *bands, form == "official", 30.0, False, 0)
+        torch.testing.assert_close(bisected, ref, rtol=1e-5, atol=1e-5)
 
 
 @needs_contrastive_kernel

@@ -20,8 +20,9 @@ rows — the selected values are identical — and process query rows in chunks,
 On the CPU (float32) the loss runs on a native row kernel (``csrc/contrastive_cpu.cpp``, built on first use
 like the inference kernel, :func:`enlcn.attention.native.load_contrastive`): per query it computes the
 relevance row in cache, selects the first ``stop`` ranks without a full top-k, and returns the term with
-its derivative with respect to each relevance it used; the backward pass (:class:`_RowKernelLoss`) spreads
-those few derivatives onto Q and K — the dense ``N×N`` gradient of the reference path never exists. Same
+its derivative with respect to each relevance it used; the backward pass (:class:`_RowKernelLoss`, native
+too) spreads those few derivatives onto Q and K — the dense ``N×N`` gradient of the reference path never
+exists. Same
 values and gradients as the reference (:func:`contrastive_loss_reference`, tests/test_contrastive.py);
 ``ENLCN_NATIVE=0`` keeps the reference path.
 """
@@ -38,6 +39,8 @@ OFFICIAL_POSITIVES = 15
 OFFICIAL_NEGATIVES = (50, 65)
 #: elements of the ``rows × N`` relevance block processed at once (per image)
 CHUNK_ELEMENTS = 1 << 22
+#: the native kernel ranks a row's candidates by counting (O(count²)) up to this many, else by bisection
+COUNTING_MAX = 512
 
 
 def contrastive_bands(n: int, form: str, n1: float = 0.02, n2: float = 0.08) -> tuple[int, int, int]:
@@ -84,7 +87,9 @@ def contrastive_loss(
         ext = load_contrastive()
         if ext is not None:
             official = form == "official"
-            return _RowKernelLoss.apply(q, k, ext, rel, start, stop, official, float(b), bool(hinge))
+            return _RowKernelLoss.apply(
+                q, k, ext, rel, start, stop, official, float(b), bool(hinge), COUNTING_MAX
+            )
     return contrastive_loss_reference(q, k, form, n1, n2, b, hinge)
 
 
@@ -125,24 +130,21 @@ class _RowKernelLoss(torch.autograd.Function):
     """The mean of the native kernel's per-query terms; backward from its sparse derivatives.
 
     With ``w_ij = ∂term_i/∂T_ij`` for the ``n_sel`` relevances each term used and ``g`` the incoming
-    gradient over ``B·N`` terms: ``∂L/∂Q_i = (g/BN)·Σ_j w_ij K_j`` and ``∂L/∂K_j = (g/BN)·Σ_i w_ij Q_i``.
+    gradient over ``B·N`` terms: ``∂L/∂Q_i = (g/BN)·Σ_j w_ij K_j`` and ``∂L/∂K_j = (g/BN)·Σ_i w_ij Q_i``
+    (the kernel's ``contrastive_grads``, one image per thread).
     """
 
     @staticmethod
-    def forward(ctx, q, k, ext, rel, start, stop, official, b, hinge):  # type: ignore[override]
-        rows = ext.contrastive_rows(q.detach(), k.detach(), rel, start, stop, official, b, hinge)
-        terms, index, weight = rows
+    def forward(ctx, q, k, ext, rel, start, stop, official, b, hinge, counting_max):  # type: ignore[override]
+        q, k = q.detach().contiguous(), k.detach().contiguous()
+        terms, index, weight = ext.contrastive_rows(q, k, rel, start, stop, official, b, hinge, counting_max)
+        ctx.ext = ext
         ctx.save_for_backward(q, k, index, weight)
         return terms.mean()
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
         q, k, index, weight = ctx.saved_tensors
-        bsz, n, c = q.shape
-        w = weight * (grad / (bsz * n))  # [B, N, S]
-        flat = (index + torch.arange(bsz, device=q.device).view(bsz, 1, 1) * n).reshape(-1)  # into B·N rows
-        k_sel = k.reshape(bsz * n, c).index_select(0, flat).view(bsz, n, -1, c)  # [B, N, S, c]
-        dq = torch.einsum("bns,bnsc->bnc", w, k_sel)
-        dk = torch.zeros(bsz * n, c, dtype=k.dtype, device=k.device)
-        dk.index_add_(0, flat, (w.unsqueeze(-1) * q.unsqueeze(2)).reshape(-1, c))
-        return dq, dk.view(bsz, n, c), None, None, None, None, None, None, None
+        bsz, n, _ = q.shape
+        dq, dk = ctx.ext.contrastive_grads(q, k, index, weight, float(grad) / (bsz * n))
+        return dq, dk, None, None, None, None, None, None, None, None

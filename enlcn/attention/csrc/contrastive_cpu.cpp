@@ -1,20 +1,24 @@
-// The contrastive loss of ENLCA (paper Eqs. 8-10) on the CPU, fused per query row.
+// The contrastive loss of ENLCA (paper Eqs. 8-10) on the CPU, fused per query row, and its backward.
 //
 // For every query i of every image: the relevances T_ij = Q_i . K_j (Eq. 8) are computed into a row
 // buffer, the `stop` largest are selected (Eq. 9's sorted T', first ranks only) without sorting the row,
 // the loss term of Eq. 10 (paper form) or of the official code is computed from them, and the term's
 // derivative with respect to each of the T_ij it used is returned. Nothing of size N x N is written.
 //
-// Selection: with G >= stop groups of the row, the stop-th largest group maximum `thr` is a lower bound
-// of the row's stop-th largest value (the `stop` groups whose maximum is >= thr each hold one element
-// >= thr), so only the elements >= thr can rank among the first `stop`. Among those few, the rel-th,
-// start-th and stop-th largest values are found by bisection on order-preserving integer keys (branch-free
-// counts, no data-dependent branches), ties broken by index; the loss's sums are over the two bands as
-// sets, so nothing is sorted.
+// Selection: with G >= 2 stop groups of the row (strided: group g holds T_g, T_{g+G}, T_{g+2G}, ..., so
+// the group maxima are an elementwise max of contiguous slices), any `thr` at or below the stop-th largest
+// group maximum is a lower bound of the row's stop-th largest value (the `stop` groups whose maximum is
+// >= thr each hold one element >= thr), so only the elements >= thr can rank among the first `stop`;
+// a few bisection steps on the group maxima give such a thr. Those few
+// candidates (about 1.2 stop on unstructured rows) are ranked by counting: rank_c = #{d: T_d > T_c} +
+// #{d < c: T_d == T_c} (ties broken by index, as a stable sort), a branch-free O(count^2) pass that the
+// compiler vectorizes. When a structured row leaves more than `counting_max` candidates (512), the rel-th,
+// start-th and stop-th largest are found instead by bisection on order-preserving integer keys.
 //
 // Outputs per row: the term, and for the n_rel relevant ranks followed by the (stop - start) irrelevant
-// ranks: the key index and d term / d T_ij (zero where a hinge is inactive). The backward pass (in Python)
-// spreads these sparse derivatives onto Q and K. Non-finite Q or K give NaN terms (and zero weights).
+// ranks: the key index and d term / d T_ij (zero where a hinge is inactive). `contrastive_grads` spreads
+// these sparse derivatives onto Q and K (the backward pass). Non-finite Q or K give NaN terms (and zero
+// weights).
 
 #include <torch/extension.h>
 
@@ -55,7 +59,7 @@ uint32_t kth_largest(const uint32_t* a, int64_t n, int64_t s) {
   }
   while (lo < hi) {  // invariant: count(a >= lo) >= s > count(a > hi)
     const uint32_t mid = lo + (hi - lo) / 2 + 1;
-    int64_t c = 0;
+    int32_t c = 0;  // 32-bit lanes: 16 compares per AVX-512 instruction
     for (int64_t j = 0; j < n; ++j) c += a[j] >= mid;
     if (c >= s) lo = mid; else hi = mid - 1;
   }
@@ -74,27 +78,71 @@ void mark_top(const uint32_t* key, int64_t n, int64_t s, uint8_t* in, uint8_t bi
   }
 }
 
-// the first `stop` ranks of t[0..n) (value desc, index asc), as indices into `top`, grouped, not sorted:
-// top[0..rel) = the first rel ranks, top[start..stop) = ranks start..stop-1 (each band in any order)
-void select_top(const float* t, int64_t n, int64_t rel, int64_t start, int64_t stop, std::vector<uint32_t>& buf,
-                std::vector<uint8_t>& in, int64_t* top) {
-  int64_t group = 1;  // the largest power of two that leaves >= stop groups
-  while (2 * group * stop <= n) group *= 2;
-  uint32_t* gk = buf.data();        // [n / group] group-maximum keys
+// a value <= the s-th largest of a[0..n) (n >= s >= 1, finite): a few bisection steps on the value,
+// keeping count(a >= lo) >= s. Any such lo is a valid threshold; a closer one leaves fewer candidates.
+float lower_bound_of_kth(const float* a, int64_t n, int64_t s) {
+  float lo = a[0], hi = a[0];
+  for (int64_t j = 1; j < n; ++j) {
+    lo = a[j] < lo ? a[j] : lo;
+    hi = a[j] > hi ? a[j] : hi;
+  }
+  for (int step = 0; step < 12; ++step) {  // the bracket shrinks to (max - min) / 4096
+    const float mid = lo + 0.5f * (hi - lo);
+    int32_t c = 0;
+    for (int64_t j = 0; j < n; ++j) c += a[j] >= mid;
+    if (c >= s) lo = mid; else hi = mid;
+  }
+  return lo;
+}
+
+// ranks (value desc, index asc) of candidates given in index order, by counting: O(count^2), branch-free
+void rank_by_counting(const uint32_t* key, int64_t count, int32_t* rank) {
+#ifdef __AVX512F__
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  for (int64_t c = 0; c < count; ++c) {
+    const __m512i kc = _mm512_set1_epi32((int32_t)key[c]);
+    const __m512i vc = _mm512_set1_epi32((int32_t)c);
+    int32_t r = 0;
+    for (int64_t d = 0; d < count; d += 16) {
+      const __mmask16 valid = count - d >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (count - d)) - 1);
+      const __m512i kd = _mm512_maskz_loadu_epi32(valid, key + d);
+      const __m512i vd = _mm512_add_epi32(_mm512_set1_epi32((int32_t)d), lane);
+      const __mmask16 gt = _mm512_mask_cmpgt_epu32_mask(valid, kd, kc);
+      const __mmask16 tie = _mm512_mask_cmpeq_epu32_mask(valid, kd, kc) & _mm512_cmplt_epi32_mask(vd, vc);
+      r += __builtin_popcount((unsigned)(gt | tie));
+    }
+    rank[c] = r;
+  }
+#else
+  for (int64_t c = 0; c < count; ++c) {
+    const uint32_t kc = key[c];
+    int32_t r = 0;
+    for (int64_t d = 0; d < count; ++d) r += (key[d] > kc) | ((key[d] == kc) & (d < c));
+    rank[c] = r;
+  }
+#endif
+}
+
+// the first `stop` ranks of t[0..n) (value desc, index asc), as indices into `top`:
+// top[0..rel) = the first rel ranks, top[start..stop) = ranks start..stop-1 (in rank order when ranked by
+// counting, in index order otherwise; the loss only needs each band as a set)
+void select_top(const float* t, int64_t n, int64_t rel, int64_t start, int64_t stop, int64_t counting_max,
+                std::vector<uint32_t>& buf, std::vector<uint8_t>& in, int64_t* top) {
+  int64_t group = 1;  // the largest power of two that leaves >= 2 stop groups (a tight bound, few candidates)
+  while (4 * group * stop <= n) group *= 2;
+  uint32_t* gk = buf.data();        // [n] scratch: the candidates' ranks
   uint32_t* idx = buf.data() + n;   // [n] candidate indices
   uint32_t* ck = buf.data() + 2 * n;  // [n] candidate keys
   float thr = -std::numeric_limits<float>::infinity();
   if (group > 1) {
-    const int64_t groups = n / group;  // a ragged tail is never excluded (thr only lowers the count)
-    for (int64_t g = 0; g < groups; ++g) {
-      const float* x = t + g * group;
-      float m = x[0];
-      for (int64_t j = 1; j < group; ++j) m = x[j] > m ? x[j] : m;
-      gk[g] = fkey(m);
+    const int64_t groups = n / group;  // a ragged tail belongs to no group: it is compared with thr like all
+    float* gm = reinterpret_cast<float*>(idx);  // scratch: the group maxima, before compaction uses idx
+    std::memcpy(gm, t, groups * sizeof(float));
+    for (int64_t r = 1; r < group; ++r) {
+      const float* x = t + r * groups;
+      for (int64_t g = 0; g < groups; ++g) gm[g] = x[g] > gm[g] ? x[g] : gm[g];
     }
-    const uint32_t kt = kth_largest(gk, groups, stop);
-    const uint32_t u = (kt & 0x80000000u) ? (kt & 0x7FFFFFFFu) : ~kt;  // back to the float
-    std::memcpy(&thr, &u, sizeof thr);
+    thr = lower_bound_of_kth(gm, groups, stop);
   }
   int64_t count = 0;  // compaction of the candidates (value >= thr), in index order
   int64_t j = 0;
@@ -114,6 +162,13 @@ void select_top(const float* t, int64_t n, int64_t rel, int64_t start, int64_t s
     count += (t[j] >= thr);
   }
   for (int64_t c = 0; c < count; ++c) ck[c] = fkey(t[idx[c]]);
+  if (count <= counting_max) {
+    int32_t* rank = reinterpret_cast<int32_t*>(gk);
+    rank_by_counting(ck, count, rank);
+    for (int64_t c = 0; c < count; ++c)
+      if (rank[c] < stop) top[rank[c]] = idx[c];  // ranks rel..start-1 are written and not used
+    return;
+  }
   in.assign(count, 0);
   mark_top(ck, count, rel, in.data(), 1);
   mark_top(ck, count, start, in.data(), 2);
@@ -166,8 +221,10 @@ void row_term(const float* t, const int64_t* top, int64_t rel, int64_t start, in
 }  // namespace
 
 // q, k: [B, N, c] float32. Returns (terms [B, N], index [B, N, n_sel] int64, weight [B, N, n_sel]).
+// counting_max: rows with at most this many candidates are ranked by counting, others by bisection
 std::vector<torch::Tensor> contrastive_rows(torch::Tensor q, torch::Tensor k, int64_t rel, int64_t start,
-                                            int64_t stop, bool official, double margin, bool hinge) {
+                                            int64_t stop, bool official, double margin, bool hinge,
+                                            int64_t counting_max) {
   TORCH_CHECK(q.dim() == 3 && q.sizes() == k.sizes(), "contrastive_rows: q and k must be [B, N, c] alike");
   TORCH_CHECK(q.scalar_type() == torch::kFloat32 && k.scalar_type() == torch::kFloat32,
               "contrastive_rows: float32 only");
@@ -213,13 +270,60 @@ std::vector<torch::Tensor> contrastive_rows(torch::Tensor q, torch::Tensor k, in
         for (int64_t s = 0; s < n_sel; ++s) out.index[s] = 0, out.weight[s] = 0.f;
         continue;
       }
-      select_top(row.data(), N, rel, start, stop, buf, in, top.data());
+      select_top(row.data(), N, rel, start, stop, counting_max, buf, in, top.data());
       row_term(row.data(), top.data(), rel, start, stop, official, margin, hinge, out);
     }
   }
   return {terms, index, weight};
 }
 
+// The backward pass: with w = scale * weight, dQ_i = sum_s w_is K_{j_s} and dK_j = sum_{(i,s): j_s = j} w_is Q_i.
+// A row's keys lie in its own image, so images are independent: one image per thread, no atomics, and the
+// same sums in the same order whatever the thread count.
+std::vector<torch::Tensor> contrastive_grads(torch::Tensor q, torch::Tensor k, torch::Tensor index,
+                                             torch::Tensor weight, double scale) {
+  TORCH_CHECK(q.dim() == 3 && q.sizes() == k.sizes(), "contrastive_grads: q and k must be [B, N, c] alike");
+  TORCH_CHECK(index.dim() == 3 && index.sizes() == weight.sizes() && index.size(0) == q.size(0) &&
+                  index.size(1) == q.size(1), "contrastive_grads: index and weight must be [B, N, n_sel]");
+  TORCH_CHECK(index.scalar_type() == torch::kInt64 && weight.scalar_type() == torch::kFloat32 &&
+                  q.scalar_type() == torch::kFloat32 && k.scalar_type() == torch::kFloat32,
+              "contrastive_grads: float32 q, k, weight and int64 index only");
+  q = q.contiguous(), k = k.contiguous(), index = index.contiguous(), weight = weight.contiguous();
+  const int64_t B = q.size(0), N = q.size(1), C = q.size(2), S = index.size(2);
+  auto dq = torch::zeros_like(q);
+  auto dk = torch::zeros_like(k);
+  const float* qp = q.data_ptr<float>();
+  const float* kp = k.data_ptr<float>();
+  const int64_t* ip = index.data_ptr<int64_t>();
+  const float* wp = weight.data_ptr<float>();
+  float* dqp = dq.data_ptr<float>();
+  float* dkp = dk.data_ptr<float>();
+  const float sc = (float)scale;
+#pragma omp parallel for schedule(static)
+  for (int64_t b = 0; b < B; ++b) {
+    const float* kb = kp + b * N * C;
+    float* dkb = dkp + b * N * C;
+    for (int64_t i = 0; i < N; ++i) {
+      const int64_t r = b * N + i;
+      const float* qi = qp + r * C;
+      float* dqi = dqp + r * C;
+      for (int64_t s = 0; s < S; ++s) {
+        const int64_t j = ip[r * S + s];
+        const float w = sc * wp[r * S + s];
+        const float* kj = kb + j * C;
+        float* dkj = dkb + j * C;
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) {
+          dqi[c] += w * kj[c];
+          dkj[c] += w * qi[c];
+        }
+      }
+    }
+  }
+  return {dq, dk};
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("contrastive_rows", &contrastive_rows, "ENLCA contrastive loss terms and sparse derivatives per query");
+  m.def("contrastive_grads", &contrastive_grads, "the backward pass: sparse derivatives spread onto Q and K");
 }
