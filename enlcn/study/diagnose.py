@@ -1,0 +1,134 @@
+"""Does exact attention find the repeats, and does the network use what it finds? (the pilot's diagnosis)
+
+The pilot's positive control (EDSR + NLA) gains nothing over EDSR although the self-similar test images hold
+information a multi-copy oracle turns into decibels (:mod:`.oracle`). Two measurements on a trained model
+locate where the chain breaks:
+
+* **finding** — for query positions on a motif copy, the weight the exact attention map
+  ``softmax(QᵢᵀK)`` (paper Eq. 1) puts on the query's true repeats (the same motif position in the other
+  copies: :func:`~enlcn.data.synthetic.true_repeats`), with the query's own weight removed and the rest
+  renormalised — against what uniform attention would put there (``|repeats| / N``);
+* **using** — each attention module's branch share ``‖A(x) − x‖ / ‖x‖``
+  (:func:`~enlcn.correlation.branch_share`): how much the module changes the features it is given.
+
+Both are measured on the trained weights and on a freshly initialised model of the same kind and seed, so
+a reader sees what training changed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from ..correlation import attention_inputs, branch_share, repeat_precision
+from ..data import bicubic_downscale
+from ..data.synthetic import true_repeats
+from ..profiles import get_profile
+from ..provenance import REPO
+from .files import load_model
+from .registry import get_run
+
+
+def motif_queries(labels: np.ndarray, queries: int, seed: int) -> np.ndarray:
+    """Up to ``queries`` flat LR positions (without replacement) whose label has at least one repeat."""
+    flat = labels.ravel()
+    counts = np.bincount(flat[flat >= 0])
+    candidates = np.flatnonzero((flat >= 0) & (counts[np.maximum(flat, 0)] >= 2))
+    rng = np.random.default_rng(seed)
+    return rng.choice(candidates, size=min(queries, len(candidates)), replace=False)
+
+
+def exact_rows(module: nn.Module, x: torch.Tensor, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The exact attention logits ``QᵢᵀK`` and weights ``softmax(QᵢᵀK)`` (Eq. 1; ENLCA: of the amplified
+    embeddings, Eq. 3) of the queries ``index`` in ``module`` for input ``x`` (batch 1): two
+    ``[len(index), N]`` float64 arrays."""
+    q, k, _ = module.embed(x)  # [1, N, c] each
+    logits = (q[0, torch.as_tensor(index)] @ k[0].T).double()  # [queries, N]
+    return logits.numpy(), torch.softmax(logits, dim=-1).numpy()
+
+
+@torch.no_grad()
+def repeat_mass(
+    model: nn.Module, lr: np.ndarray, labels: np.ndarray, queries: int = 32, seed: int = 0
+) -> pd.DataFrame:
+    """Per motif query and attention module: :func:`~enlcn.correlation.repeat_precision` of the exact map
+    (the query's own weight removed) and the spread ``max − min`` of the query's logits (a spread well below
+    1 means a near-uniform map). Columns ``query, module, mass, uniform_mass, top_precision,
+    effective_positions, logit_spread``."""
+    index = motif_queries(labels, queries, seed)
+    rows = []
+    for module_index, (module, x) in enumerate(
+        zip(model.attention_modules(), attention_inputs(model, lr), strict=True)
+    ):
+        logits, weights = exact_rows(module, x, index)
+        for i, z, w in zip(index, logits, weights, strict=True):
+            w = w.copy()
+            w[int(i)] = 0.0
+            w /= w.sum()
+            stats = repeat_precision(w, true_repeats(labels, int(i)))
+            rows.append({"query": int(i), "module": module_index, **stats, "logit_spread": float(np.ptp(z))})
+    return pd.DataFrame(rows)
+
+
+def untrained_like(profile: str, run_name: str) -> nn.Module:
+    """A freshly initialised model of ``run_name``'s kind under ``profile`` (seeded by the run's seed)."""
+    from ..models import build_model
+    from ..train import train_config
+
+    run = get_run(run_name)
+    cfg = train_config(profile, model=run.model)
+    torch.manual_seed(run.seed)
+    return build_model(run.model, cfg.scale, cfg.preset, attention=cfg.attention).eval()
+
+
+def attention_use(
+    profile: str, runs: tuple[str, ...], images: int = 4, queries: int = 32, root: Path = REPO
+) -> pd.DataFrame:
+    """For each of ``runs`` (trained and freshly initialised): per attention module, the mean repeat mass of
+    the exact map over ``queries`` motif positions of each of the first ``images`` self-similar test images,
+    the uniform mass, the top precision and the mean branch share.
+
+    Columns ``run, weights (trained | initial), module, mass, uniform_mass, top_precision,
+    effective_positions, branch_share``.
+    """
+    scale = get_profile(profile).train_dict().get("scale", 4)
+    test = get_profile(profile).study_data.selfsim_set("test", scale)
+    items = [test.item(i) for i in range(min(images, len(test)))]
+    lrs = [(bicubic_downscale(item.image, scale), item.labels) for item in items]
+    frames = []
+    for name in runs:
+        for weights, model in (
+            ("trained", load_model(profile, name, root)),
+            ("initial", untrained_like(profile, name)),
+        ):
+            for image_index, (lr, labels) in enumerate(lrs):
+                mass = repeat_mass(model, lr, labels, queries, seed=image_index)
+                mass = mass.groupby("module", as_index=False).mean(numeric_only=True).drop(columns="query")
+                mass["branch_share"] = branch_share(model, lr)
+                mass.insert(0, "image", image_index)
+                mass.insert(0, "weights", weights)
+                mass.insert(0, "run", name)
+                frames.append(mass)
+    table = pd.concat(frames, ignore_index=True)
+    return (
+        table.groupby(["run", "weights", "module"], as_index=False, sort=False)
+        .mean(numeric_only=True)
+        .drop(columns="image")
+    )
+
+
+def pilot_attention(profile: str, images: int = 4, queries: int = 32, root: Path = REPO) -> pd.DataFrame:
+    """:func:`attention_use` of the finished EDSR + NLA runs of ``profile``'s pilot (empty if none),
+    with the column ``repeat_gain`` = mass / uniform mass (1: no preference for the repeats)."""
+    from .files import is_done
+    from .registry import get_experiment
+
+    names = tuple(r.name for r in get_experiment("pilot") if r.model != "edsr" and is_done(profile, r, root))
+    if not names:
+        return pd.DataFrame()
+    table = attention_use(profile, names, images, queries, root)
+    return table.assign(repeat_gain=table["mass"] / table["uniform_mass"])

@@ -1,0 +1,80 @@
+"""The pilot's diagnosis (enlcn.study.diagnose): repeat mass and logit spread of exact attention maps."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from enlcn.data import bicubic_downscale
+from enlcn.profiles import get_profile
+from enlcn.study.diagnose import motif_queries, repeat_mass
+
+
+class LabelAttention(nn.Module):
+    """An attention module whose embeddings are ``alpha``·one-hot(label): logits ``alpha²`` between copies of
+    the same motif point, 0 elsewhere. Its forward is the identity (branch share 0)."""
+
+    def __init__(self, labels: np.ndarray, alpha: float) -> None:
+        super().__init__()
+        onehot = np.zeros((labels.size, labels.max() + 2), dtype=np.float32)
+        onehot[np.arange(labels.size), labels.ravel() + 1] = 1.0
+        onehot[:, 0] = 0.0  # background: no embedding
+        self.register_buffer("e", torch.from_numpy(onehot)[None] * alpha)
+
+    def embed(self, x):
+        return self.e, self.e, None
+
+    def forward(self, x):
+        return x
+
+
+class Toy(nn.Module):
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.att = module
+
+    def attention_modules(self):
+        return [self.att]
+
+    def forward(self, x):
+        return self.att(x)
+
+
+@pytest.fixture(scope="module")
+def image():
+    item = get_profile("quick").study_data.selfsim_set("test", 2).item(0)
+    return bicubic_downscale(item.image, 2), item.labels
+
+
+def test_attention_on_the_repeats_puts_all_its_mass_there(image):
+    lr, labels = image
+    table = repeat_mass(Toy(LabelAttention(labels, alpha=6.0)), lr, labels, queries=8)
+    assert len(table) == 8
+    # logits 36 on the repeats, 0 on the other N − 1 − r positions: mass = r e³⁶ / (r e³⁶ + N − 1 − r)
+    n = labels.size
+    r = np.array([int((labels.ravel() == labels.ravel()[q]).sum()) - 1 for q in table["query"]])
+    expected = r * np.exp(36.0) / (r * np.exp(36.0) + n - 1 - r)
+    np.testing.assert_allclose(table["mass"], expected, rtol=1e-9)
+    assert (table["top_precision"] == 1.0).all()
+    np.testing.assert_allclose(table["logit_spread"], 36.0, rtol=1e-6)
+    np.testing.assert_allclose(table["uniform_mass"], r / n)
+
+
+def test_uniform_attention_puts_the_uniform_share_there(image):
+    lr, labels = image
+    table = repeat_mass(Toy(LabelAttention(labels, alpha=0.0)), lr, labels, queries=8)
+    # the query's own weight removed and the rest renormalised: each other position weighs 1/(N − 1)
+    r = table["uniform_mass"] * labels.size
+    np.testing.assert_allclose(table["mass"], r / (labels.size - 1), rtol=1e-12)
+    np.testing.assert_allclose(table["effective_positions"], labels.size - 1, rtol=1e-9)
+    assert (table["logit_spread"] == 0).all()
+
+
+def test_motif_queries_lie_on_repeated_motif_points(image):
+    _, labels = image
+    flat = labels.ravel()
+    picked = motif_queries(labels, 20, seed=1)
+    assert len(set(picked)) == len(picked) == 20
+    for i in picked:
+        assert flat[i] >= 0 and (flat == flat[i]).sum() >= 2
+    np.testing.assert_array_equal(picked, motif_queries(labels, 20, seed=1))
