@@ -81,15 +81,33 @@ void mark_top(const uint32_t* key, int64_t n, int64_t s, uint8_t* in, uint8_t bi
 // a value <= the s-th largest of a[0..n) (n >= s >= 1, finite): a few bisection steps on the value,
 // keeping count(a >= lo) >= s. Any such lo is a valid threshold; a closer one leaves fewer candidates.
 float lower_bound_of_kth(const float* a, int64_t n, int64_t s) {
+  int64_t body = 0;  // a[0..body) in 16-lane vectors, the rest one by one
   float lo = a[0], hi = a[0];
-  for (int64_t j = 1; j < n; ++j) {
+#ifdef __AVX512F__
+  body = n - n % 16;
+  if (body) {
+    __m512 vlo = _mm512_loadu_ps(a), vhi = vlo;
+    for (int64_t j = 16; j < body; j += 16) {
+      const __m512 x = _mm512_loadu_ps(a + j);
+      vlo = _mm512_min_ps(vlo, x);
+      vhi = _mm512_max_ps(vhi, x);
+    }
+    lo = _mm512_reduce_min_ps(vlo), hi = _mm512_reduce_max_ps(vhi);
+  }
+#endif
+  for (int64_t j = body; j < n; ++j) {
     lo = a[j] < lo ? a[j] : lo;
     hi = a[j] > hi ? a[j] : hi;
   }
   for (int step = 0; step < 12; ++step) {  // the bracket shrinks to (max - min) / 4096
     const float mid = lo + 0.5f * (hi - lo);
     int32_t c = 0;
-    for (int64_t j = 0; j < n; ++j) c += a[j] >= mid;
+#ifdef __AVX512F__
+    const __m512 vmid = _mm512_set1_ps(mid);
+    for (int64_t j = 0; j < body; j += 16)
+      c += __builtin_popcount((unsigned)_mm512_cmp_ps_mask(_mm512_loadu_ps(a + j), vmid, _CMP_GE_OQ));
+#endif
+    for (int64_t j = body; j < n; ++j) c += a[j] >= mid;
     if (c >= s) lo = mid; else hi = mid;
   }
   return lo;
