@@ -21,6 +21,7 @@ from ..variants import attention_variant
 from .base import Attention, feature_map, tokens
 from .contrastive import contrastive_loss
 from .enla import enla, enla_weights
+from .enla_autograd import enla_fused, fused_enabled
 from .fast import enlca_fast, fast_supported
 from .kernels import gaussian_projection
 
@@ -110,14 +111,19 @@ class ENLCA(Attention):
     def embed(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``Q, K, V`` tokens (``[B, N, c]``, ``[B, N, c]``, ``[B, N, C]``) of Eq. 3."""
         o = self.options
-        theta, delta = self.theta(x), self.delta(x)  # [B, c, H, W]
+        # θ, δ, ψ (Eq. 2) as one convolution with the three kernels stacked: one pass over X each way
+        weight = torch.cat([self.theta.weight, self.delta.weight, self.psi.weight])
+        bias = torch.cat([self.theta.bias, self.delta.bias, self.psi.bias])
+        maps = F.conv2d(x, weight, bias, padding=self.theta.padding)  # [B, 2c + C, H, W]
+        c = self.theta.out_channels
+        theta, delta, psi = maps.split([c, c, maps.shape[1] - 2 * c], dim=1)  # [B, c | c | C, H, W]
         scale = o.k**0.5
         q = F.normalize(theta, dim=1, eps=o.norm_eps) * scale
         if o.key_norm == "own":
             k = F.normalize(delta, dim=1, eps=o.norm_eps) * scale
         else:  # Eq. 3 literally: K = √k·δ(X)/‖θ(X)‖
             k = delta / theta.norm(dim=1, keepdim=True).clamp_min(o.norm_eps) * scale
-        return tokens(q), tokens(k), tokens(self.psi(x))
+        return tokens(q), tokens(k), tokens(psi)
 
     def forward(self, x: Tensor) -> Tensor:
         self.check_input(x)
@@ -134,16 +140,29 @@ class ENLCA(Attention):
         if self.training and self.contrastive_enabled:
             o = self.options
             self.aux_loss = contrastive_loss(q, k, o.loss_form, o.n1, o.n2, o.b, o.hinge)
-        y = enla(q, k, v, self.projection, self.options.feature_eps)  # [B, N, C]
+        attend = enla_fused if self.fused_path(x) else enla  # same function and gradients
+        y = attend(q, k, v, self.projection, self.options.feature_eps)  # [B, N, C]
         return feature_map(y, x.shape[-2], x.shape[-1]) * self.options.res_scale + x
 
+    def fused_path(self, x: Tensor) -> bool:
+        """True when a differentiated forward takes :func:`~enlcn.attention.enla_autograd.enla_fused`:
+        float32 input outside autocast, ``ENLCN_FUSED_ENLA`` not ``0`` (else autograd on :func:`enla`)."""
+        return (
+            torch.is_grad_enabled()
+            and x.dtype == torch.float32
+            and not torch.is_autocast_enabled(x.device.type)
+            and fused_enabled()
+        )
+
     def training_path(self, x: Tensor) -> str:
+        with torch.enable_grad():
+            path = "fused ENLA backward" if self.fused_path(x) else "autograd"
         if not self.options.contrastive:
-            return "autograd"
+            return path
         from .native import contrastive_status
 
         on_cpu = x.device.type == "cpu" and x.dtype == torch.float32
-        return f"autograd; contrastive loss: {contrastive_status() if on_cpu else 'python'}"
+        return f"{path}; contrastive loss: {contrastive_status() if on_cpu else 'python'}"
 
     def attention_weights(self, x: Tensor, index: int) -> Tensor:
         """The random-feature estimate of ``softmax(Q_iᵀK)`` that ENLA aggregates with (rows sum to 1)."""

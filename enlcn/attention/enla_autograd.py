@@ -1,0 +1,88 @@
+"""ENLA (paper Eqs. 4–6) as one autograd Function with a hand-derived backward: the training path.
+
+:func:`~enlcn.attention.enla.enla` written with torch operations is differentiated by autograd op by op:
+about twenty small kernels forward and more backward, each a pass over ``[B, N, m]`` or ``[B, N, C]``
+tensors. :func:`enla_fused` computes the same function and the same gradients with a handful of matrix
+products. With the shifted features of :func:`~enlcn.attention.kernels.shifted_features` (shifts ``s``
+constant in the backward pass, as there, where they are detached)::
+
+    a_Q = Q Fᵀ − ‖Q‖²/2,  φ_Q = exp(a_Q − s_Q) + ε·exp(−s_Q)      (Eq. 4, per query row)
+    a_K = K Fᵀ − ‖K‖²/2,  φ_K = exp(a_K − s_K) + ε·exp(−s_K)      (per image)
+    C = φ_Kᵀ V,  z = φ_Kᵀ 1,  Y = (φ_Q C) / (φ_Q z)               (Eqs. 5–6)
+
+Backward, with ``d = φ_Q z`` (``[N, 1]``) and ``Ȳ`` the incoming gradient::
+
+    N̄ = Ȳ / d,   d̄ = −rowsum(Ȳ ⊙ Y) / d
+    φ̄_Q = N̄ Cᵀ + d̄ zᵀ,   C̄ = φ_Qᵀ N̄,   z̄ = φ_Qᵀ d̄
+    φ̄_K = V C̄ᵀ + 1 z̄ᵀ,   V̄ = φ_K C̄
+    ā = φ̄ ⊙ exp(a − s),   Ū = ā F − rowsum(ā) ⊙ U      (U = Q or K)
+
+Same values and gradients as the autograd path to float rounding (tests/test_enla_autograd.py);
+``ENLCN_FUSED_ENLA=0`` keeps the autograd path.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import Tensor
+
+#: ``ENLCN_FUSED_ENLA=0`` makes ENLA/ENLCA modules train through autograd on :func:`enla` instead
+ENV = "ENLCN_FUSED_ENLA"
+
+
+def fused_enabled() -> bool:
+    """Whether :func:`enla_fused` is the training path (``ENLCN_FUSED_ENLA`` is not ``0``)."""
+    return os.environ.get(ENV, "1") != "0"
+
+
+def _features(u: Tensor, f_t: Tensor, eps: float, per_row: bool) -> tuple[Tensor, Tensor]:
+    """``(φ, exp(a − s))`` of Eq. 4 in the shifted form; ``s`` per row (queries) or per image (keys)."""
+    a = torch.baddbmm(-0.5 * u.pow(2).sum(-1, keepdim=True), u, f_t.expand(u.shape[0], -1, -1))  # [B, N, m]
+    s = a.amax(dim=-1, keepdim=True) if per_row else a.amax(dim=(-2, -1), keepdim=True)
+    e = (a - s).exp_()
+    phi = e + eps * (-s).exp() if eps else e
+    return phi, e
+
+
+def _input_grad(grad_phi: Tensor, e: Tensor, u: Tensor, f: Tensor) -> Tensor:
+    """``Ū = ā F − rowsum(ā) ⊙ U`` with ``ā = φ̄ ⊙ exp(a − s)`` (the gradient through ``a = U Fᵀ − ‖U‖²/2``)."""
+    ga = grad_phi.mul_(e)  # [B, N, m]
+    return torch.baddbmm(u * -ga.sum(-1, keepdim=True), ga, f.expand(u.shape[0], -1, -1))
+
+
+class _FusedENLA(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, projection: Tensor, eps: float):  # type: ignore[override]
+        f_t = projection.to(q.dtype).T  # [c, m]
+        phi_q, e_q = _features(q, f_t, eps, per_row=True)  # [B, N, m]
+        phi_k, e_k = _features(k, f_t, eps, per_row=False)
+        context = torch.bmm(phi_k.transpose(1, 2), v)  # [B, m, C] = φ_Kᵀ V
+        k_sum = phi_k.sum(dim=1).unsqueeze(-1)  # [B, m, 1] = φ_Kᵀ 1
+        den = torch.bmm(phi_q, k_sum)  # [B, N, 1]
+        y = torch.bmm(phi_q, context).div_(den)  # [B, N, C]
+        ctx.save_for_backward(q, k, v, projection, phi_q, e_q, phi_k, e_k, context, k_sum, den, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y: Tensor):  # type: ignore[override]
+        q, k, v, projection, phi_q, e_q, phi_k, e_k, context, k_sum, den, y = ctx.saved_tensors
+        f = projection.to(q.dtype)  # [m, c]
+        g_num = grad_y / den  # [B, N, C]
+        g_den = (grad_y * y).sum(-1, keepdim=True).div_(den).neg_()  # [B, N, 1]
+        g_phi_q = torch.baddbmm(torch.bmm(g_den, k_sum.transpose(1, 2)), g_num, context.transpose(1, 2))
+        g_context = torch.bmm(phi_q.transpose(1, 2), g_num)  # [B, m, C]
+        g_k_sum = torch.bmm(phi_q.transpose(1, 2), g_den)  # [B, m, 1]
+        g_phi_k = torch.baddbmm(g_k_sum.transpose(1, 2), v, g_context.transpose(1, 2))  # [B, N, m]
+        g_v = torch.bmm(phi_k, g_context)  # [B, N, C]
+        g_q = _input_grad(g_phi_q, e_q, q, f)
+        g_k = _input_grad(g_phi_k, e_k, k, f)
+        return g_q, g_k, g_v, None, None
+
+
+def enla_fused(q: Tensor, k: Tensor, v: Tensor, projection: Tensor, eps: float = 0.0) -> Tensor:
+    """:func:`~enlcn.attention.enla.enla` (``[B, N, c]``, ``[B, N, c]``, ``[B, N, C]`` → ``[B, N, C]``) with
+    the hand-derived backward of the module docstring; ``projection`` (``F``, ``m×c``) gets no gradient
+    (it is a redrawn buffer, never trained)."""
+    return _FusedENLA.apply(q.contiguous(), k.contiguous(), v.contiguous(), projection, float(eps))
