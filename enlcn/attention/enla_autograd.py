@@ -47,7 +47,7 @@ def _features(u: Tensor, f_t: Tensor, eps: float, per_row: bool) -> tuple[Tensor
 
 
 def _input_grad(grad_phi: Tensor, e: Tensor, u: Tensor, f: Tensor) -> Tensor:
-    """``Ū = ā F − rowsum(ā) ⊙ U`` with ``ā = φ̄ ⊙ exp(a − s)`` (the gradient through ``a = U Fᵀ − ‖U‖²/2``)."""
+    """``Ū = ā F − rowsum(ā) ⊙ U``, ``ā = φ̄ ⊙ exp(a − s)``: the gradient through ``a = U Fᵀ − ‖U‖²/2``."""
     ga = grad_phi.mul_(e)  # [B, N, m]
     return torch.baddbmm(u * -ga.sum(-1, keepdim=True), ga, f.expand(u.shape[0], -1, -1))
 
