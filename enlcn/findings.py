@@ -12,7 +12,9 @@ Verdict rules (stated once, here):
 * approximation: ENLA's attention is called *close* to softmax when the mean total-variation distance
   of the two attention distributions is below ``0.1`` (10% of the probability mass moved), *far* above;
 * benchmarks: the issue's targets (``<= 1.0`` …) as printed by ``enlcn bench``: *met* / *not met*;
-* PSNR claims: :func:`enlcn.study.verdicts` (a difference against twice the seed-to-seed noise);
+* PSNR claims of the first ×4 study: :func:`enlcn.study.verdicts` (a difference against twice the
+  seed-to-seed noise); of the pilot's positive control (EDSR + NLA − EDSR, three seeds paired):
+  :func:`enlcn.study.stats.verdict` (the 95 % t-interval above 0: *supported*, below: *contradicted*);
 * inside the attention: ENLCN's attention *prefers the repeats* when both its exact and its estimated
   maps put more than the uniform mass on the true repeats; *more focused than ENLA* when its exact map's
   mass on repeats (relative to uniform) exceeds that of the ENLA (k = 1) model;
@@ -306,6 +308,121 @@ def absolute_rows(profile: str, root: Path = REPO) -> list[dict[str, str]]:
     return [_row("4", statement, paper, ours, "compare with Table 1", str(summary.relative_to(root)))]
 
 
+#: the test sets of the PSNR claims, in the order they are shown
+PSNR_SETS = ("photos", "selfsim", "selfsim_motifs")
+
+
+def _pilot_intervals(profile: str, root: Path) -> list[dict[str, object]]:
+    """NLA − EDSR per pilot setting and test set, paired by seed (the forest's interval rows)."""
+    from .study import pilot, stats
+    from .study.registry import paper_gain
+
+    gain, where = paper_gain("table6", "nla", "base")
+    rows = []
+    for setting in pilot.PILOTS.get(profile, ()):
+        means = pilot.pilot_means(setting, root)
+        if means.empty:
+            continue
+        for test_set in PSNR_SETS:
+            c = stats.claim_row(means, "nla", "base", test_set)
+            if not c["seeds"]:
+                continue
+            rows.append(
+                {
+                    "claim": "exact non-local attention beats EDSR",
+                    "setting": setting,
+                    "test set": test_set,
+                    "Δ": c["Δ"],
+                    "low": c["low"],
+                    "high": c["high"],
+                    "interval": f"95 % t-interval, {c['seeds']} paired seeds",
+                    "MDE": c["MDE"],
+                    "paper Δ": gain,
+                    "paper": where,
+                    "verdict": c["verdict"],
+                    "source": f"results/{setting}/study (pilot)",
+                }
+            )
+    return rows
+
+
+def _first_study_bands(profile: str, root: Path) -> list[dict[str, object]]:
+    """The first ×4 study's claims: Δ with its ± noise band (one seed per arm; not an interval)."""
+    path = root / "results" / profile / "ablations" / "verdicts.csv"
+    if not path.exists():
+        return []
+    v = pd.read_csv(path)
+    noise_col = next((c for c in v.columns if c.startswith("noise")), None)
+    rows = []
+    for r in v.dropna(subset=["our Δ"]).to_dict("records"):
+        noise = r[noise_col] if noise_col else np.nan
+        rows.append(
+            {
+                "claim": r["claim"],
+                "setting": f"{profile} (first ×4 study)",
+                "test set": r["test set"],
+                "Δ": r["our Δ"],
+                "low": r["our Δ"] - noise,
+                "high": r["our Δ"] + noise,
+                "interval": "± noise band 2·√2·σ (one seed per arm)",
+                "MDE": np.nan,
+                "paper Δ": r["paper Δ"],
+                "paper": r["paper"],
+                "verdict": r["verdict"],
+                "source": str(path.relative_to(root)),
+            }
+        )
+    return rows
+
+
+def forest_table(profile: str = "cpu", root: Path = REPO) -> pd.DataFrame:
+    """Every PSNR claim measured, per setting and test set: our Δ (dB) with its interval or noise band
+    (``low``, ``high``, what it is), the minimal detectable effect where seeds allow one, the paper's Δ
+    and the verdict — the rows of the Findings chapter's forest plot."""
+    cols = [
+        "claim",
+        "setting",
+        "test set",
+        "Δ",
+        "low",
+        "high",
+        "interval",
+        "MDE",
+        "paper Δ",
+        "paper",
+        "verdict",
+        "source",
+    ]
+    rows = _pilot_intervals(profile, root) + _first_study_bands(profile, root)
+    return pd.DataFrame(rows, columns=cols)
+
+
+def positive_control_rows(profile: str, root: Path = REPO) -> list[dict[str, str]]:
+    """Claim 3, the pilot's positive control: EDSR + NLA − EDSR, paired by seed, per pilot setting."""
+    intervals = _pilot_intervals(profile, root)
+    if not intervals:
+        return []
+    rows = []
+    by_setting: dict[str, list[dict[str, object]]] = {}
+    for r in intervals:
+        by_setting.setdefault(str(r["setting"]), []).append(r)
+    for setting, sub in by_setting.items():
+        ours = "; ".join(
+            f"{r['test set']}: {r['Δ']:+.3f} dB [{r['low']:+.3f}, {r['high']:+.3f}], MDE {r['MDE']:.3f}"
+            for r in sub
+        )
+        verdicts = {str(r["verdict"]) for r in sub}
+        verdict = (
+            verdicts.pop()
+            if len(verdicts) == 1
+            else "; ".join(f"{r['test set']}: {r['verdict']}" for r in sub)
+        )
+        paper = f"{sub[0]['paper']}: {sub[0]['paper Δ']:+g} dB"
+        statement = f"exact non-local attention beats EDSR ({setting}, {sub[0]['interval']})"
+        rows.append(_row("3", statement, paper, ours, verdict, str(sub[0]["source"])))
+    return rows
+
+
 def findings(profile: str = "cpu", root: Path = REPO, device: str = "cpu") -> pd.DataFrame:
     """One row per claim tested: the paper's statement and number, ours, the verdict and the source file."""
     rows = (
@@ -313,6 +430,7 @@ def findings(profile: str = "cpu", root: Path = REPO, device: str = "cpu") -> pd
         + approximation_rows(profile, root)
         + cost_rows(root, device)
         + psnr_rows(profile, root)
+        + positive_control_rows(profile, root)
         + attention_rows(profile, root)
         + absolute_rows(profile, root)
     )

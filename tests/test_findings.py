@@ -184,3 +184,64 @@ def test_attention_use_row_reports_the_psnr_change_without_attention(tmp_path):
     _, row = findings.attention_rows("cpu", tmp_path)
     assert row["ours"] == "M: photos -0.028 dB, selfsim +0.003 dB; each module changes its input by 7%–9%"
     assert row["source"] == "results/cpu/correlation_maps/attention_use.csv"
+
+
+def _pilot_means(deltas):
+    """Seed means of EDSR and EDSR + NLA on every test set, NLA − EDSR = ``deltas`` by seed."""
+    rows = []
+    for seed, d in enumerate(deltas):
+        for test_set, base in (("photos", 30.0), ("selfsim", 25.0), ("selfsim_motifs", 20.0)):
+            rows += [
+                {
+                    "arm": "base",
+                    "seed": seed,
+                    "run": f"base_s{seed}",
+                    "test_set": test_set,
+                    "psnr": base + seed,
+                },
+                {
+                    "arm": "nla",
+                    "seed": seed,
+                    "run": f"nla_s{seed}",
+                    "test_set": test_set,
+                    "psnr": base + seed + d,
+                },
+            ]
+    return pd.DataFrame(rows)
+
+
+def test_the_positive_control_gets_a_paired_interval_and_the_papers_delta(tmp_path, monkeypatch):
+    from enlcn.study import pilot
+
+    means = {"pilot-x2": _pilot_means([0.30, 0.31, 0.32]), "pilot-x4": _pilot_means([0.01, -0.02, 0.01])}
+    monkeypatch.setattr(pilot, "pilot_means", lambda setting, root: means.get(setting, pd.DataFrame()))
+    forest = findings.forest_table("cpu", tmp_path)
+    assert list(forest.setting.unique()) == ["pilot-x2", "pilot-x4"]
+    x2 = forest[(forest.setting == "pilot-x2") & (forest["test set"] == "selfsim")].iloc[0]
+    half = 4.302653 * 0.01 / 3**0.5  # t(0.975, 2) · sd / √n
+    assert abs(x2["Δ"] - 0.31) < 1e-9 and abs(x2["high"] - x2["Δ"] - half) < 1e-5
+    assert x2["verdict"] == "supported" and x2["paper Δ"] == 0.23
+    x4 = forest[forest.setting == "pilot-x4"]
+    assert set(x4.verdict) == {"not resolved"} and (x4["low"] < 0).all() and (x4["high"] > 0).all()
+    rows = findings.positive_control_rows("cpu", tmp_path)
+    assert [r["verdict"] for r in rows] == ["supported", "not resolved"]
+    assert rows[0]["paper"] == "paper Table 6, Urban100 ×4: +0.23 dB"
+    assert rows[0]["ours"].startswith("photos: +0.310 dB [+0.285, +0.335]")
+
+
+def test_the_first_study_enters_the_forest_as_a_noise_band(tmp_path):
+    rows = [
+        {
+            "claim": "ENLA beats EDSR",
+            "paper": "paper Table 2, Set5 ×4",
+            "paper Δ": 0.16,
+            "test set": "selfsim",
+            "our Δ": -0.03,
+            "noise (2·√2·σ)": 0.04,
+            "verdict": "not resolved (within noise)",
+        }
+    ]
+    _write(tmp_path, "results/cpu/ablations/verdicts.csv", pd.DataFrame(rows))
+    (row,) = findings.forest_table("cpu", tmp_path).to_dict("records")
+    assert abs(row["low"] + 0.07) < 1e-12 and abs(row["high"] - 0.01) < 1e-12
+    assert row["interval"].startswith("± noise band")
