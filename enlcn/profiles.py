@@ -55,14 +55,31 @@ def get_profile(name: str) -> Profile:
     return _lookup(PROFILES, name, "profile")
 
 
+#: ``ENLCN_SMOKE_STEPS=N``: every profile becomes a plumbing check (:func:`enlcn.train.smoke_overrides`)
+SMOKE_ENV = "ENLCN_SMOKE_STEPS"
+
+
+def smoke_steps() -> int | None:
+    """``ENLCN_SMOKE_STEPS`` as a positive int, or None when unset (``ValueError`` naming it otherwise)."""
+    import os
+
+    value = os.environ.get(SMOKE_ENV, "").strip()
+    if not value:
+        return None
+    try:
+        steps = int(value)
+    except ValueError:
+        raise ValueError(f"{SMOKE_ENV} must be a positive integer, got {value!r}") from None
+    if steps < 1:
+        raise ValueError(f"{SMOKE_ENV} must be a positive integer, got {value!r}")
+    return steps
+
+
 def ablation_k_settings(name: str) -> AblationK:
     """``notebooks/ablation_k.ipynb``'s settings of profile ``name`` — the ``quick`` profile's under
     ``ENLCN_SMOKE_STEPS`` (the plumbing check of :func:`enlcn.train.smoke_overrides`: minutes, not hours)."""
-    import os
-
     profile = get_profile(name)
-    smoke = os.environ.get("ENLCN_SMOKE_STEPS", "").strip()
-    return get_profile("quick").ablation_k if smoke else profile.ablation_k
+    return get_profile("quick").ablation_k if smoke_steps() is not None else profile.ablation_k
 
 
 @dataclass(frozen=True)

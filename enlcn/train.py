@@ -132,23 +132,16 @@ class TrainConfig:
         return cls(**values)
 
 
-#: ``ENLCN_SMOKE_STEPS=N`` turns every training run into N steps of batch 2 × 16² LR patches (one epoch, no
-#: learning-rate step, no warm-up): a plumbing check of a profile on a small machine. The models, the data
-#: path, the evaluation protocol and the result layout stay the profile's; config.json records the change.
-SMOKE_ENV = "ENLCN_SMOKE_STEPS"
-
-
 def smoke_overrides() -> dict[str, Any]:
-    """The training settings ``ENLCN_SMOKE_STEPS`` imposes (empty when it is not set)."""
-    value = os.environ.get(SMOKE_ENV, "").strip()
-    if not value:
+    """The training settings ``ENLCN_SMOKE_STEPS=N`` imposes (:func:`enlcn.profiles.smoke_steps`; empty when
+    it is not set): N steps of batch 2 × 16² LR patches, one epoch, no learning-rate step, no warm-up — a
+    plumbing check of a profile on a small machine. The models, the data path, the evaluation protocol and
+    the result layout stay the profile's; config.json records the change."""
+    from .profiles import smoke_steps
+
+    steps = smoke_steps()
+    if steps is None:
         return {}
-    try:
-        steps = int(value)
-    except ValueError:
-        raise ValueError(f"{SMOKE_ENV} must be a positive integer, got {value!r}") from None
-    if steps < 1:
-        raise ValueError(f"{SMOKE_ENV} must be a positive integer, got {value!r}")
     return {"iters_per_epoch": steps, "epochs": 1, "milestones": (), "warmup_epochs": 0,
             "checkpoint_every": steps, "val_every": 1, "batch_size": 2, "lr_patch": 16}
 
