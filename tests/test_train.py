@@ -196,3 +196,20 @@ def test_cli_rejects_a_bad_option_before_any_work(tmp_path, capsys):
     assert main(["train", "--profile", "quick", "--set", "lambda_cl=abc", "--out", str(tmp_path / "r")]) == 2
     assert "TrainConfig.lambda_cl: expected a number, got 'abc'" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_smoke_steps_are_read_once_and_checked(monkeypatch):
+    from enlcn.profiles import ablation_k_settings, get_profile, smoke_steps
+    from enlcn.train import train_config
+
+    monkeypatch.delenv("ENLCN_SMOKE_STEPS", raising=False)
+    assert smoke_steps() is None and train_config("cpu").batch_size == 8
+    assert ablation_k_settings("cpu") == get_profile("cpu").ablation_k
+    monkeypatch.setenv("ENLCN_SMOKE_STEPS", " 5 ")
+    cfg = train_config("cpu")
+    assert (cfg.iters_per_epoch, cfg.epochs, cfg.batch_size, cfg.lr_patch) == (5, 1, 2, 16)
+    assert ablation_k_settings("cpu") == get_profile("quick").ablation_k
+    for bad in ("0", "-2", "five", "1.5"):
+        monkeypatch.setenv("ENLCN_SMOKE_STEPS", bad)
+        with pytest.raises(ValueError, match="ENLCN_SMOKE_STEPS must be a positive integer"):
+            train_config("cpu")
