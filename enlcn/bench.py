@@ -798,6 +798,57 @@ def pipeline_targets(
     return out
 
 
+def nla_step_gflop(profile: str) -> float:
+    """Matrix-product GFLOP of the NLA modules in one EDSR + NLA training step under ``profile``: per image
+    and module ``2N²(4d + 3d_v)`` — forward ``QKᵀ`` and ``PV``; backward ``QKᵀ`` again (the blocked path
+    recomputes it), ``dV``, ``dP``, ``dQ``, ``dK`` (:mod:`enlcn.attention.blocked`)."""
+    from .models import build_model
+    from .train import train_config
+
+    cfg = train_config(profile, model="edsr+nla")
+    net = build_model("edsr+nla", cfg.scale, cfg.preset, attention=cfg.attention)
+    n = cfg.lr_patch**2
+    flop = 0.0
+    for m in net.attention_modules():
+        d, dv = m.match1[0].out_channels, m.assembly[0].out_channels
+        flop += cfg.batch_size * 2 * n * n * (4 * d + 3 * dv)
+    return flop / 1e9
+
+
+def sgemm_gflops(threads: int, device: str, size: int = 1024, repeats: int = 5) -> float:
+    """Measured float32 matrix-product rate (GFLOP/s, median of ``repeats``) of ``size``³ products: the
+    rate the NLA floor below assumes (exact attention at best runs its products at this rate)."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    times = []
+    for _ in range(repeats + 1):
+        sync()
+        start = time.perf_counter()
+        torch.mm(a, b)
+        sync()
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / statistics.median(times[1:]) / 1e9
+
+
+def nla_floor(steps: pd.DataFrame, profile: str, threads: int, device: str) -> list[tuple[str, float, str]]:
+    """What exact attention's training step could be at best: EDSR's step plus the NLA modules' matrix
+    products (:func:`nla_step_gflop`) at the measured product rate (:func:`sgemm_gflops`), over EDSR's; and
+    the rate the NLA modules reach now (GFLOP over the step time EDSR + NLA adds to EDSR). ``info``."""
+    if not {"edsr", "edsr+nla"} <= set(steps.operator):
+        return []
+    med = steps.groupby("operator")["time_ms"].median()
+    gflop, rate = nla_step_gflop(profile), sgemm_gflops(threads, device)
+    floor = (med["edsr"] + gflop / rate * 1e3) / med["edsr"]
+    achieved = gflop / max((med["edsr+nla"] - med["edsr"]) / 1e3, 1e-9)
+    return [
+        ("edsr_nla_over_edsr_train_step_floor_at_sgemm_rate", floor, "info"),
+        ("nla_attention_gflop_per_step", gflop, "info"),
+        ("sgemm_gflops", rate, "info"),
+        ("nla_attention_achieved_gflops", achieved, "info"),
+    ]
+
+
 # -- provenance and output -------------------------------------------------------------------------
 #: what :func:`enlca_fast_path` reports for runs recorded before the native kernel existed
 PRE_NATIVE_PATH = "python (before the native kernel existed)"
@@ -989,7 +1040,8 @@ def run_pipeline(args: argparse.Namespace, threads: int, device: str, out: Path)
     contrastive = paired_contrastive(profile, rounds, threads, device)
     paired = pd.concat([steps, contrastive], ignore_index=True)
     write_csv_atomic(out.with_name(out.stem + "-pipeline-paired.csv"), paired)
-    rat = pipeline_targets(df, steps, contrastive) + pipeline_ratios(df)
+    rat = pipeline_targets(df, steps, contrastive) + nla_floor(steps, profile, threads, device)
+    rat += pipeline_ratios(df)
     _print_ratios(rat)
     write_results(out.with_name(out.stem + "-pipeline.csv"), df, prov, rat)
     return 0
