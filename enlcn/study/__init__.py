@@ -9,7 +9,10 @@ One concept per module:
 * :mod:`.files`: where those files live and how they are read back;
 * :mod:`.scoring`: per-image Y-PSNR / SSIM of a model or any upscaler;
 * :mod:`.tables`: the first (cpu) study's tables and its noise-bound rule;
-* :mod:`.stats`: the powered study's paired statistics (pure functions on DataFrames).
+* :mod:`.stats`: the powered study's paired statistics (pure functions on DataFrames);
+* :mod:`.pilot`, :mod:`.oracle`, :mod:`.diagnose`: the pilot's decision rule, the multi-copy oracle (the
+  headroom) and the look inside a trained model's attention (does it find the repeats? is it used?);
+* :mod:`.explorer`: the data of the book's offline explorer page.
 
 Where things go (``profile`` = quick | cpu | paper | pilot-…)::
 
