@@ -191,6 +191,9 @@ def _study(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     names = list(args.runs or []) + [r.name for e in args.experiments for r in study.get_experiment(e)]
+    from .study.pilot import check_may_train
+
+    check_may_train(args.profile, [study.get_run(n) for n in dict.fromkeys(names)])  # before any training
     for name in dict.fromkeys(names):  # single runs first, in the order given, then the experiments'
         run = study.get_run(name)
         if not study.is_done(args.profile, run):
@@ -256,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_data)
 
     p = sub.add_parser("study", help="train and score the ablation runs (resumable; see enlcn.study)")
-    p.add_argument("experiments", nargs="*", help="table2 | seeds | k | table6 (in this order)")
+    p.add_argument("experiments", nargs="*", help="table2 | seeds | k | table6 | pilot | grid (in order)")
     p.add_argument("--profile", default="quick")
     p.add_argument("--status", action="store_true", help="list the runs and how far each got")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's)")

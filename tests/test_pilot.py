@@ -11,8 +11,10 @@ def _means(edsr: dict[str, list[float]], nla: dict[str, list[float]]) -> pd.Data
     rows = []
     for arm, table in (("base", edsr), ("nla", nla)):
         for test_set, values in table.items():
-            rows += [{"arm": arm, "seed": s, "run": f"{arm}_s{s}", "test_set": test_set, "psnr": v}
-                     for s, v in enumerate(values)]
+            rows += [
+                {"arm": arm, "seed": s, "run": f"{arm}_s{s}", "test_set": test_set, "psnr": v}
+                for s, v in enumerate(values)
+            ]
     return pd.DataFrame(rows)
 
 
@@ -49,11 +51,13 @@ def test_two_seeds_are_not_enough_and_the_cheapest_candidate_wins():
     two = _means({k: v[:2] for k, v in EDSR.items()}, {k: v[:2] for k, v in nla.items()})
     row = pilot.decision_row("pilot-x2", two, BICUBIC)
     assert row["(b) met"] and not row["complete (3 seeds each)"] and not row["meets the rule"]
-    table = pd.DataFrame([
-        {"candidate": "pilot-x4", "meets the rule": True},
-        {"candidate": "pilot-x2", "meets the rule": True},
-        {"candidate": "pilot-x2-long", "meets the rule": True},
-    ])
+    table = pd.DataFrame(
+        [
+            {"candidate": "pilot-x4", "meets the rule": True},
+            {"candidate": "pilot-x2", "meets the rule": True},
+            {"candidate": "pilot-x2-long", "meets the rule": True},
+        ]
+    )
     assert pilot.chosen_setting(table) == "pilot-x2"
     assert pilot.chosen_setting(table.assign(**{"meets the rule": [True, False, True]})) == "pilot-x4"
     assert pilot.chosen_setting(table.assign(**{"meets the rule": False})) is None
@@ -61,8 +65,14 @@ def test_two_seeds_are_not_enough_and_the_cheapest_candidate_wins():
 
 def test_extension_follows_the_protocol():
     def row(c, a, t, gain, complete=True, meets=False):
-        return {"candidate": c, "(a) met": a, "t, selfsim_motifs": t, "EDSR − bicubic, selfsim": gain,
-                "complete (3 seeds each)": complete, "meets the rule": meets}
+        return {
+            "candidate": c,
+            "(a) met": a,
+            "t, selfsim_motifs": t,
+            "EDSR − bicubic, selfsim": gain,
+            "complete (3 seeds each)": complete,
+            "meets the rule": meets,
+        }
 
     none_a = pd.DataFrame([row("pilot-x2", False, 9.0, 0.56), row("pilot-x4", False, 1.0, 0.80)])
     assert pilot.extension_choice(none_a) == "pilot-x4-long"  # larger EDSR − bicubic gain
@@ -74,3 +84,49 @@ def test_extension_follows_the_protocol():
     assert pilot.extension_choice(incomplete) is None
     met = pd.DataFrame([row("pilot-x2", True, 9.0, 1.2, meets=True), row("pilot-x4", False, 1.0, 0.8)])
     assert pilot.extension_choice(met) is None
+
+
+def test_only_the_pilot_arms_train_in_a_pilot_setting_until_it_is_chosen(monkeypatch):
+    import pytest
+
+    from enlcn.study.registry import get_experiment, get_run
+
+    grid = list(get_experiment("grid"))
+    pilot.check_may_train("pilot-x2", list(get_experiment("pilot")))  # the pilot's arms: always
+    pilot.check_may_train("quick", grid)  # not a pilot profile: not restricted
+    monkeypatch.setattr(pilot, "decision_table", lambda root=None: pd.DataFrame())
+    with pytest.raises(ValueError, match="chosen no setting yet.*refused: enla, ") as err:
+        pilot.check_may_train("pilot-x2-long", grid)
+    refused = str(err.value).split("refused: ")[1].split(", ")
+    assert "base" not in refused and "nla_s1" not in refused and len(refused) == 42 - 6
+    chosen = pd.DataFrame([{"candidate": "pilot-x2-long", "meets the rule": True}])
+    monkeypatch.setattr(pilot, "decision_table", lambda root=None: chosen)
+    pilot.check_may_train("pilot-x2-long", grid)
+    with pytest.raises(ValueError, match="has chosen pilot-x2-long"):
+        pilot.check_may_train("pilot-x4", [get_run("enlca")])
+
+
+def test_the_grid_holds_every_arm_of_the_protocol_with_its_seeds():
+    from collections import Counter
+
+    from enlcn.study.registry import get_experiment
+
+    grid = get_experiment("grid")
+    assert len({r.name for r in grid}) == len(grid) == 42
+    seeds = Counter((r.model, tuple(sorted(r.attention)), r.train) for r in grid)
+    three = [
+        ("edsr", ()),
+        ("edsr+enla", ()),
+        ("edsr+enlca", (("contrastive", False),)),
+        ("edsr+enlca", (("k", 1.0),)),
+        ("enlcn", ()),
+        ("edsr+nla", ()),
+        ("edsr+crisscross", ()),
+        ("edsr+nlsa", ()),
+    ]
+    for model, attention in three:
+        assert seeds[(model, attention, ())] == 3, model
+    assert sum(n for key, n in seeds.items() if key[0] == "enlcn" and key[1]) == 18  # 9 arms × 2 seeds
+    paper = [r for r in grid if r.name.startswith("enlca_paper")]
+    assert [r.config("quick").variant for r in paper] == ["paper", "paper"]
+    assert {r.seed for r in grid if r.name.startswith("enlca_k4")} == {0, 1}

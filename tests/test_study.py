@@ -51,7 +51,8 @@ def test_quick_study_trains_writes_provenance_and_is_not_retrained(tmp_path):
     summary = json.loads((res / "summary.json").read_text())
     assert summary["steps"] == study.ENLCA.config("quick").total_steps
     assert summary["sessions"][0]["started_step"] == 0 and summary["wall_time_s"] > 0
-    assert summary["sessions"][0]["attention_paths"]["ENLCA"].startswith("autograd; contrastive loss: ")
+    paths = summary["sessions"][0]["attention_paths"]
+    assert paths["ENLCA"].startswith("fused ENLA backward; contrastive loss: ")
     assert 0 < summary["sessions"][0]["cpu_time_s"] and summary["sessions"][0]["threads"] >= 1
     assert {"torch", "python"} <= set(summary["versions"]) and "cpu" in summary["hardware"]
     assert (res / "weights.pt").exists()  # keep_weights

@@ -212,3 +212,22 @@ def oracle_scores(profile: str) -> pd.DataFrame:
         lambda lr: oracle_upscale(by_lr[id(lr)], lr), scale, {"selfsim": pairs}, study_masks(profile, scale)
     )
     return scores.assign(run="oracle", label="multi-copy oracle (told where the copies are)")
+
+
+def check_may_train(profile: str, runs: list, root: Path = REPO) -> None:
+    """The Protocol's guard: under a pilot profile, only the pilot's arms (EDSR, EDSR + NLA) train until the
+    pilot's rule has chosen that profile; ``ValueError`` naming the refused runs otherwise. Other profiles
+    (quick, cpu, paper) are not the pilot's and are not restricted."""
+    if profile not in CANDIDATES + EXTENSIONS:
+        return
+    allowed = {r.model for r in get_experiment("pilot")}
+    refused = [r.name for r in runs if r.model not in allowed]
+    if not refused:
+        return
+    chosen = chosen_setting(decision_table(root=root))
+    if chosen != profile:
+        raise ValueError(
+            f"{profile} is a pilot setting and the pilot has chosen {chosen or 'no setting yet'}: by the "
+            f"Protocol (book/protocol.md) only EDSR and EDSR + NLA train here until it is chosen; refused: "
+            f"{', '.join(refused)}"
+        )

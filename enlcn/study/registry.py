@@ -1,8 +1,9 @@
 """The registry of named runs: which models the paper's ablations compare, and the paper's numbers.
 
-An *experiment* (``table2``, ``k``, ``table6``, ``seeds``, ``pilot``) is a list of :class:`Run`; a run is
-one model trained with the profile's :class:`~enlcn.train.TrainConfig` plus the run's own settings. Runs
-shared by experiments (e.g. the ENLCN of Table 2 is also the k = 6 point of Figure 6) are trained once.
+An *experiment* (``table2``, ``k``, ``table6``, ``seeds``, ``pilot``, ``grid``) is a list of
+:class:`Run`; a run is one model trained with the profile's :class:`~enlcn.train.TrainConfig` plus the
+run's own settings. Runs shared by experiments (e.g. the ENLCN of Table 2 is also the k = 6 point of
+Figure 6) are trained once.
 """
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ class Run:
     # copy the final weights into results/ (a cpu-size model is ~2 MB): anyone can re-score the run. True
     # for every run since the pilot; the first cpu study kept them for the four Table 2 attention models
     keep_weights: bool = True
+    train: tuple[tuple[str, Any], ...] = ()  # TrainConfig overrides of this run (e.g. the paper variant)
 
     def config(self, profile: str) -> TrainConfig:
-        return train_config(profile, model=self.model, attention=dict(self.attention), seed=self.seed)
+        return train_config(
+            profile, model=self.model, attention=dict(self.attention), seed=self.seed, **dict(self.train)
+        )
 
 
 BASE = Run("base", "EDSR (baseline)", "edsr")
@@ -39,6 +43,46 @@ ENLCA = Run("enlca", "+ ENLA, ×k, contrastive (ENLCN)", "enlcn")
 
 def _enlcn_k(k: float) -> Run:
     return Run(f"enlca_k{k:g}", f"ENLCN, k = {k:g}", "enlcn", (("k", float(k)),))
+
+
+def with_seeds(run: Run, seeds: int, short: str | None = None) -> tuple[Run, ...]:
+    """``run`` (seed 0) and its copies with seeds ``1 … seeds − 1``, named ``<name>_s<seed>`` and labelled
+    ``<short or label>, seed <seed>``."""
+    from dataclasses import replace
+
+    label = short or run.label
+    return (
+        run,
+        *(replace(run, name=f"{run.name}_s{s}", label=f"{label}, seed {s}", seed=s) for s in range(1, seeds)),
+    )
+
+
+NLA = Run("nla", "+ Non-Local (NLA)", "edsr+nla")
+CRISSCROSS = Run("crisscross", "+ Criss-Cross", "edsr+crisscross")
+NLSA = Run("nlsa", "+ NLSA", "edsr+nlsa")
+
+
+def _grid() -> tuple[Run, ...]:
+    """The powered study's grid (book/protocol.md, "The grid, once a setting is chosen"), official variant
+    primary: Table 2 and Table 6 with 3 seeds per arm; Figure 6's k, Table 3's (n1, n2) (the paper's loss
+    form, where n1 and n2 exist), Table 4's m and the paper variant with 2 seeds per arm."""
+    runs = [
+        *(r for arm in (BASE, ENLA, ENLA_K, ENLA_CL) for r in with_seeds(arm, 3)),  # Table 2
+        *with_seeds(ENLCA, 3, short="ENLCN"),
+        *(r for arm in (NLA, CRISSCROSS, NLSA) for r in with_seeds(arm, 3)),  # Table 6 (with BASE, ENLCA)
+        *(r for k in (2, 4, 8) for r in with_seeds(_enlcn_k(k), 2)),  # Figure 6 (k = 1, 6 above)
+    ]
+    for n1, n2 in ((0.01, 0.04), (0.02, 0.08), (0.04, 0.16)):  # Table 3 (no contrastive loss: ENLA_K)
+        name = f"enlca_n{n1 * 100:g}_{n2 * 100:g}"
+        opts = (("loss_form", "paper"), ("n1", n1), ("n2", n2))
+        runs += with_seeds(Run(name, f"ENLCN, Eq. 10 loss, n1 = {n1:.0%}, n2 = {n2:.0%}", "enlcn", opts), 2)
+    for m in (16, 128):  # Table 4 (m = 32 is the preset's: ENLCA)
+        runs += with_seeds(Run(f"enlca_m{m}", f"ENLCN, m = {m}", "enlcn", (("m", m),)), 2)
+    paper = Run(
+        "enlca_paper", "ENLCN, paper variant", "enlcn", (("variant", "paper"),), train=(("variant", "paper"),)
+    )
+    runs += with_seeds(paper, 2)
+    return tuple(runs)
 
 
 EXPERIMENTS: dict[str, tuple[Run, ...]] = {
@@ -64,13 +108,9 @@ EXPERIMENTS: dict[str, tuple[Run, ...]] = {
         Run("nla_s2", "+ Non-Local (NLA), seed 2", "edsr+nla", seed=2),
     ),
     # Table 6: attention kinds on the same backbone
-    "table6": (
-        BASE,
-        Run("nla", "+ Non-Local (NLA)", "edsr+nla"),
-        Run("crisscross", "+ Criss-Cross", "edsr+crisscross"),
-        Run("nlsa", "+ NLSA", "edsr+nlsa"),
-        ENLCA,
-    ),
+    "table6": (BASE, NLA, CRISSCROSS, NLSA, ENLCA),
+    # the powered study's grid, trained only in the setting the pilot chooses (book/protocol.md)
+    "grid": _grid(),
 }
 
 #: seeds of a run name: ``enlca`` and its other-seed copies ``enlca_s1``, ``enlca_s2``
