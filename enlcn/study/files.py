@@ -74,10 +74,10 @@ def load_summary(profile: str, run: Run, root: Path = REPO) -> dict[str, Any]:
     return json.loads((result_dir(profile, run, root) / "summary.json").read_text())
 
 
-def status(profile: str, root: Path = REPO) -> pd.DataFrame:
-    """One row per run of every experiment: done?, steps trained so far, wall time."""
+def status(profile: str, root: Path = REPO, experiments: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """One row per run of ``experiments`` (default: all): done?, steps trained so far, wall time."""
     rows = []
-    for experiment, run in unique_runs():
+    for experiment, run in unique_runs(experiments):
         done = is_done(profile, run, root)
         summary = load_summary(profile, run, root) if done else {}
         steps = summary["steps"] if done else _logged_steps(run_dir(profile, run, root) / "train_log.csv")

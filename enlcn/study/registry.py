@@ -172,10 +172,13 @@ def paper_gain(table: str | None, run: str, ref: str) -> tuple[float | None, str
     return gain, f"{paper['source']}, {paper['dataset']}"
 
 
-def unique_runs() -> list[tuple[str, Run]]:
-    """``(experiment, run)`` for every registered run once, at its first experiment, in registry order."""
+def unique_runs(experiments: tuple[str, ...] | None = None) -> list[tuple[str, Run]]:
+    """``(experiment, run)`` for every run of ``experiments`` (default: all) once, at its first experiment,
+    in registry order."""
     out, seen = [], set()
     for experiment, registered in EXPERIMENTS.items():
+        if experiments is not None and experiment not in experiments:
+            continue
         for run in registered:
             if run.name not in seen:
                 seen.add(run.name)
