@@ -1090,9 +1090,15 @@ def run_explore(args: argparse.Namespace, threads: int, out: Path) -> int:
     return 0
 
 
+#: the switches back to the reference (autograd) training paths; a run records the ones set
+PATH_SWITCHES = ("ENLCN_NATIVE", "ENLCN_FUSED_ENLA", "ENLCN_BLOCKED")
+
+
 def _parameters(args: argparse.Namespace, **resolved) -> dict:
-    """The run's arguments with the defaults it resolved (the provenance record's ``parameters``)."""
-    return {k: v for k, v in vars(args).items() if k != "worker"} | resolved
+    """The run's arguments with the defaults it resolved (the provenance record's ``parameters``), and the
+    path switches set in the environment (``path_switches``: empty when every fast path is on)."""
+    switches = {k: os.environ[k] for k in PATH_SWITCHES if k in os.environ}
+    return {k: v for k, v in vars(args).items() if k != "worker"} | resolved | {"path_switches": switches}
 
 
 def _warn_if_loaded() -> None:
