@@ -904,8 +904,15 @@ def run_summary(meta: dict) -> str:
     return (
         f"{where} ({hw['device']}, {hw['torch_threads']} threads), torch {prov['versions']['torch']}, "
         f"commit {prov['commit']}, {prov['started']}, load average {hw['load_average_1_5_15min']}, "
-        f"ENLCA fast path: {path}"
+        f"ENLCA fast path: {path}" + _switches_text(prov["parameters"].get("path_switches") or {})
     )
+
+
+def _switches_text(switches: dict) -> str:
+    """``"; reference training paths: ENLCN_NATIVE=0 …"`` for a run with path switches set, else ``""``."""
+    if not switches:
+        return ""
+    return "; reference training paths: " + " ".join(f"{k}={v}" for k, v in switches.items())
 
 
 def _print_ratios(rat: list[tuple[str, float, str]]) -> None:
