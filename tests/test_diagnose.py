@@ -78,3 +78,13 @@ def test_motif_queries_lie_on_repeated_motif_points(image):
     for i in picked:
         assert flat[i] >= 0 and (flat == flat[i]).sum() >= 2
     np.testing.assert_array_equal(picked, motif_queries(labels, 20, seed=1))
+
+
+def test_the_initial_model_has_the_runs_own_attention_options():
+    from enlcn.study.diagnose import untrained_like
+    from enlcn.study.registry import ENLA_CL, ENLCA
+
+    k1 = untrained_like("quick", ENLA_CL.name)  # ENLCA modules with k = 1
+    k6 = untrained_like("quick", ENLCA.name)
+    assert {m.options.k for m in k1.attention_modules()} == {1.0}
+    assert {m.options.k for m in k6.attention_modules()} == {6.0}

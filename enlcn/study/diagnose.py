@@ -77,10 +77,9 @@ def repeat_mass(
 def untrained_like(profile: str, run_name: str) -> nn.Module:
     """A freshly initialised model of ``run_name``'s kind under ``profile`` (seeded by the run's seed)."""
     from ..models import build_model
-    from ..train import train_config
 
     run = get_run(run_name)
-    cfg = train_config(profile, model=run.model)
+    cfg = run.config(profile)  # the run's own attention options (k, m, contrastive …)
     torch.manual_seed(run.seed)
     return build_model(run.model, cfg.scale, cfg.preset, attention=cfg.attention).eval()
 
