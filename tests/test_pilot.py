@@ -130,3 +130,28 @@ def test_the_grid_holds_every_arm_of_the_protocol_with_its_seeds():
     paper = [r for r in grid if r.name.startswith("enlca_paper")]
     assert [r.config("quick").variant for r in paper] == ["paper", "paper"]
     assert {r.seed for r in grid if r.name.startswith("enlca_k4")} == {0, 1}
+
+
+def test_the_outcome_follows_the_protocol_to_its_end():
+    def row(candidate, a, meets, complete=True, gain=0.5):
+        return {
+            "candidate": candidate,
+            "(a) met": a,
+            "meets the rule": meets,
+            "complete (3 seeds each)": complete,
+            "EDSR − bicubic, selfsim": gain,
+            "t, selfsim_motifs": 0.0,
+        }
+
+    x2, x4 = row("pilot-x2", False, False, gain=0.57), row("pilot-x4", False, False, gain=0.14)
+    assert pilot.outcome(pd.DataFrame([x2, row("pilot-x4", False, False, complete=False)])) == (
+        "pending",
+        None,
+    )
+    assert pilot.outcome(pd.DataFrame([x2, x4])) == ("extension", "pilot-x2-long")
+    running = row("pilot-x2-long", False, False, complete=False)
+    assert pilot.outcome(pd.DataFrame([x2, x4, running])) == ("extension", "pilot-x2-long")
+    done = row("pilot-x2-long", False, False)
+    assert pilot.outcome(pd.DataFrame([x2, x4, done])) == ("failed", "pilot-x2-long")
+    met = row("pilot-x2-long", True, True)
+    assert pilot.outcome(pd.DataFrame([x2, x4, met])) == ("chosen", "pilot-x2-long")

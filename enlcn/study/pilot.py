@@ -231,3 +231,20 @@ def check_may_train(profile: str, runs: list, root: Path = REPO) -> None:
             f"Protocol (book/protocol.md) only EDSR and EDSR + NLA train here until it is chosen; refused: "
             f"{', '.join(refused)}"
         )
+
+
+def outcome(table: pd.DataFrame) -> tuple[str, str | None]:
+    """Where the Protocol stands: ``("chosen", setting)`` when a candidate or extension meets the rule;
+    ``("extension", profile)`` while the extension the rule picked has not finished; ``("failed",
+    profile)`` when that extension is complete and meets the rule neither (the grid is then not trained);
+    ``("pending", None)`` while the candidates are incomplete."""
+    chosen = chosen_setting(table)
+    if chosen:
+        return "chosen", chosen
+    extension = extension_choice(table)
+    if extension is None:
+        return "pending", None
+    rows = table.set_index("candidate")
+    if extension in rows.index and bool(rows.loc[extension, "complete (3 seeds each)"]):
+        return "failed", extension
+    return "extension", extension
