@@ -88,3 +88,24 @@ def test_the_initial_model_has_the_runs_own_attention_options():
     k6 = untrained_like("quick", ENLCA.name)
     assert {m.options.k for m in k1.attention_modules()} == {1.0}
     assert {m.options.k for m in k6.attention_modules()} == {6.0}
+
+
+def test_runs_still_training_are_read_from_their_latest_checkpoint(tmp_path):
+    import dataclasses
+
+    from enlcn.models import build_model
+    from enlcn.study.diagnose import in_progress, pilot_attention
+    from enlcn.study.files import run_dir
+    from enlcn.study.registry import get_run
+
+    run = get_run("nla_s1")
+    cfg = run.config("quick")
+    model = build_model(cfg.model, cfg.scale, cfg.preset, attention=cfg.attention)
+    path = run_dir("quick", run, tmp_path) / "checkpoints" / "latest.pt"
+    path.parent.mkdir(parents=True)
+    torch.save({"config": dataclasses.asdict(cfg), "model": model.state_dict(), "step": 7}, path)
+    (key, loaded), = in_progress("quick", tmp_path).items()
+    assert key == ("nla_s1", "step 7") and len(loaded.attention_modules()) == len(model.attention_modules())
+    table = pilot_attention("quick", images=1, queries=4, root=tmp_path)
+    assert set(table.weights) == {"step 7"} and len(table) == len(model.attention_modules())
+    assert (table.repeat_gain > 0).all() and (table.logit_spread >= 0).all()

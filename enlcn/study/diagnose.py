@@ -84,34 +84,27 @@ def untrained_like(profile: str, run_name: str) -> nn.Module:
     return build_model(run.model, cfg.scale, cfg.preset, attention=cfg.attention).eval()
 
 
-def attention_use(
-    profile: str, runs: tuple[str, ...], images: int = 4, queries: int = 32, root: Path = REPO
+def attention_table(
+    profile: str, models: dict[tuple[str, str], nn.Module], images: int = 4, queries: int = 32
 ) -> pd.DataFrame:
-    """For each of ``runs`` (trained and freshly initialised): per attention module, the mean repeat mass of
-    the exact map over ``queries`` motif positions of each of the first ``images`` self-similar test images,
-    the uniform mass, the top precision and the mean branch share.
-
-    Columns ``run, weights (trained | initial), module, mass, uniform_mass, top_precision,
-    effective_positions, branch_share``.
-    """
+    """Per ``(run, weights)`` key of ``models`` and attention module: the mean over the first ``images``
+    self-similar test images of ``profile`` of :func:`repeat_mass` (``queries`` motif positions each) and
+    the branch share. Columns ``run, weights, module, mass, uniform_mass, top_precision,
+    effective_positions, logit_spread, branch_share``."""
     scale = get_profile(profile).train_dict().get("scale", 4)
     test = get_profile(profile).study_data.selfsim_set("test", scale)
     items = [test.item(i) for i in range(min(images, len(test)))]
     lrs = [(bicubic_downscale(item.image, scale), item.labels) for item in items]
     frames = []
-    for name in runs:
-        for weights, model in (
-            ("trained", load_model(profile, name, root)),
-            ("initial", untrained_like(profile, name)),
-        ):
-            for image_index, (lr, labels) in enumerate(lrs):
-                mass = repeat_mass(model, lr, labels, queries, seed=image_index)
-                mass = mass.groupby("module", as_index=False).mean(numeric_only=True).drop(columns="query")
-                mass["branch_share"] = branch_share(model, lr)
-                mass.insert(0, "image", image_index)
-                mass.insert(0, "weights", weights)
-                mass.insert(0, "run", name)
-                frames.append(mass)
+    for (name, weights), model in models.items():
+        for image_index, (lr, labels) in enumerate(lrs):
+            mass = repeat_mass(model, lr, labels, queries, seed=image_index)
+            mass = mass.groupby("module", as_index=False).mean(numeric_only=True).drop(columns="query")
+            mass["branch_share"] = branch_share(model, lr)
+            mass.insert(0, "image", image_index)
+            mass.insert(0, "weights", weights)
+            mass.insert(0, "run", name)
+            frames.append(mass)
     table = pd.concat(frames, ignore_index=True)
     return (
         table.groupby(["run", "weights", "module"], as_index=False, sort=False)
@@ -120,14 +113,49 @@ def attention_use(
     )
 
 
+def attention_use(
+    profile: str, runs: tuple[str, ...], images: int = 4, queries: int = 32, root: Path = REPO
+) -> pd.DataFrame:
+    """:func:`attention_table` of each of ``runs`` as trained (``weights = "trained"``) and freshly
+    initialised (``"initial"``)."""
+    models = {}
+    for name in runs:
+        models[name, "trained"] = load_model(profile, name, root)
+        models[name, "initial"] = untrained_like(profile, name)
+    return attention_table(profile, models, images, queries)
+
+
+def in_progress(profile: str, root: Path = REPO) -> dict[tuple[str, str], nn.Module]:
+    """The pilot's EDSR + NLA runs of ``profile`` still training, from their latest checkpoint:
+    ``{(run, "step N"): model}`` (empty when none has a checkpoint)."""
+    from ..models.checkpoints import read_checkpoint
+    from ..train import load_trained
+    from .files import is_done, run_dir
+    from .registry import get_experiment
+
+    out = {}
+    for run in get_experiment("pilot"):
+        path = run_dir(profile, run, root) / "checkpoints" / "latest.pt"
+        if run.model == "edsr" or is_done(profile, run, root) or not path.exists():
+            continue
+        step = int(read_checkpoint(path)["step"])
+        out[run.name, f"step {step}"] = load_trained(path)[0]
+    return out
+
+
 def pilot_attention(profile: str, images: int = 4, queries: int = 32, root: Path = REPO) -> pd.DataFrame:
-    """:func:`attention_use` of the finished EDSR + NLA runs of ``profile``'s pilot (empty if none),
-    with the column ``repeat_gain`` = mass / uniform mass (1: no preference for the repeats)."""
+    """:func:`attention_use` of the finished EDSR + NLA runs of ``profile``'s pilot and
+    :func:`attention_table` of those still training (at their latest checkpoint), with the column
+    ``repeat_gain`` = mass / uniform mass (1: no preference for the repeats); empty if there is neither."""
     from .files import is_done
     from .registry import get_experiment
 
     names = tuple(r.name for r in get_experiment("pilot") if r.model != "edsr" and is_done(profile, r, root))
-    if not names:
+    frames = [attention_use(profile, names, images, queries, root)] if names else []
+    running = in_progress(profile, root)
+    if running:
+        frames.append(attention_table(profile, running, images, queries))
+    if not frames:
         return pd.DataFrame()
-    table = attention_use(profile, names, images, queries, root)
+    table = pd.concat(frames, ignore_index=True)
     return table.assign(repeat_gain=table["mass"] / table["uniform_mass"])
