@@ -155,3 +155,14 @@ def test_the_outcome_follows_the_protocol_to_its_end():
     assert pilot.outcome(pd.DataFrame([x2, x4, done])) == ("failed", "pilot-x2-long")
     met = row("pilot-x2-long", True, True)
     assert pilot.outcome(pd.DataFrame([x2, x4, met])) == ("chosen", "pilot-x2-long")
+
+
+def test_train_run_itself_refuses_the_grid_in_an_unchosen_pilot_setting(tmp_path):
+    import pytest
+
+    from enlcn.study import train_run
+    from enlcn.study.registry import get_run
+
+    with pytest.raises(ValueError, match="refused: enlca$"):
+        train_run("pilot-x4", get_run("enlca"), root=tmp_path, progress=False)
+    assert not (tmp_path / "runs").exists()  # nothing started

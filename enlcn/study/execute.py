@@ -22,7 +22,12 @@ from .scoring import score
 
 
 def train_run(profile: str, run: Run, root: Path = REPO, progress: bool = True) -> pd.DataFrame:
-    """Train (or resume) ``run`` under ``profile``, score its final weights, write its results."""
+    """Train (or resume) ``run`` under ``profile``, score its final weights, write its results. Under a
+    pilot profile only the pilot's arms train until the Protocol chooses it (:func:`.pilot.check_may_train`,
+    ``ValueError`` before any work)."""
+    from .pilot import check_may_train
+
+    check_may_train(profile, [run], root)
     config = run.config(profile)
     work = run_dir(profile, run, root)
     train, val, tests = study_data(profile, config.scale)
