@@ -289,3 +289,12 @@ def test_the_findings_notebook_runs_after_the_ones_it_reads(runner, tmp_path):
     order = [p.stem for p in runner.find_notebooks(tmp_path, [])]
     assert order == ["ablations", "zeta", "findings"]
     assert [p.stem for p in runner.find_notebooks(ROOT / "notebooks", [])][-1] == "findings"
+
+
+def test_kernels_get_one_thread_on_a_busy_machine(runner):
+    assert runner.kernel_threads(None, load=2.1, cores=2) == 1  # two training processes on two cores
+    assert runner.kernel_threads(None, load=0.3, cores=2) is None  # idle: the libraries' default
+    assert runner.kernel_threads(None, load=9.0, cores=1) is None  # one core: nothing to oversubscribe
+    assert runner.kernel_threads(3, load=9.0, cores=2) == 3  # asked for
+    with pytest.raises(ValueError, match="--threads must be >= 1"):
+        runner.kernel_threads(0)
