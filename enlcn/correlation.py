@@ -149,6 +149,16 @@ def repeat_precision(weights: np.ndarray, repeats: np.ndarray) -> dict[str, floa
     }
 
 
+def motif_queries(labels: np.ndarray, queries: int, seed: int) -> np.ndarray:
+    """Up to ``queries`` flat LR positions (drawn without replacement, ``seed``) whose repeat label occurs
+    at least twice: motif points that have a true repeat."""
+    flat = labels.ravel()
+    counts = np.bincount(flat[flat >= 0])
+    candidates = np.flatnonzero((flat >= 0) & (counts[np.maximum(flat, 0)] >= 2))
+    rng = np.random.default_rng(seed)
+    return rng.choice(candidates, size=min(queries, len(candidates)), replace=False)
+
+
 def precision_table(
     model: nn.Module, lr: np.ndarray, labels: np.ndarray, queries: int = 32, seed: int = 0
 ) -> pd.DataFrame:
@@ -157,11 +167,7 @@ def precision_table(
     ``labels`` are the LR repeat labels of a :class:`~enlcn.data.synthetic.SelfSimilar` image. Columns:
     ``query, module, map (exact | estimate), mass, uniform_mass, top_precision, effective_positions``.
     """
-    rng = np.random.default_rng(seed)
-    flat = labels.ravel()
-    counts = np.bincount(flat[flat >= 0])
-    candidates = np.flatnonzero((flat >= 0) & (counts[np.maximum(flat, 0)] >= 2))  # labels seen twice+
-    picked = rng.choice(candidates, size=min(queries, len(candidates)), replace=False)
+    picked = motif_queries(labels, queries, seed)
     embedded = embeddings(model, lr)
     rows = []
     for i in picked:

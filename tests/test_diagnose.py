@@ -5,9 +5,10 @@ import pytest
 import torch
 from torch import nn
 
+from enlcn.correlation import motif_queries
 from enlcn.data import bicubic_downscale
 from enlcn.profiles import get_profile
-from enlcn.study.diagnose import motif_queries, repeat_mass
+from enlcn.study.diagnose import repeat_mass
 
 
 class LabelAttention(nn.Module):

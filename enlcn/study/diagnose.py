@@ -24,22 +24,13 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..correlation import attention_inputs, branch_share, repeat_precision
+from ..correlation import attention_inputs, branch_share, motif_queries, repeat_precision
 from ..data import bicubic_downscale
 from ..data.synthetic import true_repeats
 from ..profiles import get_profile
 from ..provenance import REPO
 from .files import load_model
 from .registry import get_run
-
-
-def motif_queries(labels: np.ndarray, queries: int, seed: int) -> np.ndarray:
-    """Up to ``queries`` flat LR positions (without replacement) whose label has at least one repeat."""
-    flat = labels.ravel()
-    counts = np.bincount(flat[flat >= 0])
-    candidates = np.flatnonzero((flat >= 0) & (counts[np.maximum(flat, 0)] >= 2))
-    rng = np.random.default_rng(seed)
-    return rng.choice(candidates, size=min(queries, len(candidates)), replace=False)
 
 
 def exact_rows(module: nn.Module, x: torch.Tensor, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
