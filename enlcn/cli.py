@@ -193,9 +193,10 @@ def _study(args: argparse.Namespace) -> int:
     names = list(args.runs or []) + [r.name for e in args.experiments for r in study.get_experiment(e)]
     from .study.pilot import check_may_train
 
-    check_may_train(args.profile, [study.get_run(n) for n in dict.fromkeys(names)])  # before any training
-    for name in dict.fromkeys(names):  # single runs first, in the order given, then the experiments'
-        run = study.get_run(name)
+    runs = [study.get_run(n) for n in dict.fromkeys(names)]  # single runs first, then the experiments'
+    check_may_train(args.profile, runs)  # before any training
+    for run in runs:
+        name = run.name
         if not study.is_done(args.profile, run):
             try:
                 study.train_run(args.profile, run, progress=not args.no_progress)

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from .base import Attention, feature_map, tokens
 from .blocked import chunked_attention
-from .nla import check_finite, check_positive_int, embedding_channels
+from .nla import BLOCKED_ENV, check_finite, check_positive_int, embedding_channels
 
 #: NLSN's cap on the number of hash buckets
 MAX_BUCKETS = 128
@@ -117,7 +117,7 @@ class NonLocalSparseAttention(Attention):
         """True when ``forward`` takes :func:`~enlcn.attention.blocked.chunked_attention` (float32 CPU input,
         ``ENLCN_BLOCKED`` not ``0``); CUDA keeps the batched einsums."""
         cpu32 = x.device.type == "cpu" and x.dtype == torch.float32
-        return cpu32 and os.environ.get("ENLCN_BLOCKED", "1") != "0"
+        return cpu32 and os.environ.get(BLOCKED_ENV, "1") != "0"
 
     def training_path(self, x: Tensor) -> str:
         return "chunked (enlcn.attention.blocked)" if self.blocked_path(x) else "einsum + autograd"

@@ -89,24 +89,12 @@ EXPERIMENTS: dict[str, tuple[Run, ...]] = {
     # Table 2: progressively adding ENLA, the amplification k and the contrastive loss to EDSR
     "table2": (BASE, ENLA, ENLA_K, ENLA_CL, ENLCA),
     # run-to-run noise: the same settings with other seeds (the paper reports one run per setting)
-    "seeds": (
-        Run("base_s1", "EDSR (baseline), seed 1", "edsr", seed=1),
-        Run("base_s2", "EDSR (baseline), seed 2", "edsr", seed=2),
-        Run("enlca_s1", "ENLCN, seed 1", "enlcn", seed=1),
-        Run("enlca_s2", "ENLCN, seed 2", "enlcn", seed=2),
-    ),
+    "seeds": (*with_seeds(BASE, 3)[1:], *with_seeds(ENLCA, 3, short="ENLCN")[1:]),
     # Figure 6 (PSNR half): ENLCN with amplification k (k = 1 is Table 2's "ENLA, contrastive" run)
     "k": (ENLA_CL, _enlcn_k(2), _enlcn_k(4), ENLCA, _enlcn_k(8)),
     # the pilot (book/protocol.md): the positive control, exact non-local attention, against EDSR, paired
     # by seed; run under the pilot profiles only
-    "pilot": (
-        BASE,
-        Run("base_s1", "EDSR (baseline), seed 1", "edsr", seed=1),
-        Run("base_s2", "EDSR (baseline), seed 2", "edsr", seed=2),
-        Run("nla", "+ Non-Local (NLA)", "edsr+nla"),
-        Run("nla_s1", "+ Non-Local (NLA), seed 1", "edsr+nla", seed=1),
-        Run("nla_s2", "+ Non-Local (NLA), seed 2", "edsr+nla", seed=2),
-    ),
+    "pilot": (*with_seeds(BASE, 3), *with_seeds(NLA, 3)),
     # Table 6: attention kinds on the same backbone
     "table6": (BASE, NLA, CRISSCROSS, NLSA, ENLCA),
     # the powered study's grid, trained only in the setting the pilot chooses (book/protocol.md)
