@@ -820,15 +820,8 @@ def sgemm_gflops(threads: int, device: str, size: int = 1024, repeats: int = 5) 
     rate the NLA floor below assumes (exact attention at best runs its products at this rate)."""
     torch.set_num_threads(threads)
     a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    times = []
-    for _ in range(repeats + 1):
-        sync()
-        start = time.perf_counter()
-        torch.mm(a, b)
-        sync()
-        times.append(time.perf_counter() - start)
-    return 2 * size**3 / statistics.median(times[1:]) / 1e9
+    times = _timed_calls(lambda: torch.mm(a, b), 0.0, repeats, 1, repeats, device.startswith("cuda"))
+    return 2 * size**3 / statistics.median(times) / 1e9
 
 
 def nla_floor(steps: pd.DataFrame, profile: str, threads: int, device: str) -> list[tuple[str, float, str]]:

@@ -208,6 +208,19 @@ def cost_rows(root: Path = REPO, device: str = "cpu") -> list[dict[str, str]]:
     return rows
 
 
+def _joined_verdict(records: list[dict]) -> str:
+    """One claim's verdict over its test sets: the shared one, else ``"<test set>: <verdict>; …"``."""
+    verdicts = {str(r["verdict"]) for r in records}
+    if len(verdicts) == 1:
+        return verdicts.pop()
+    return "; ".join(f"{r['test set']}: {r['verdict']}" for r in records)
+
+
+def _noise_column(verdicts: pd.DataFrame) -> str | None:
+    """The noise column of the first study's ``verdicts.csv`` (its header names the rule: ``noise (…)``)."""
+    return next((c for c in verdicts.columns if c.startswith("noise")), None)
+
+
 def psnr_rows(profile: str, root: Path = REPO) -> list[dict[str, str]]:
     """Claim 3: the ablation verdicts of the ``ablations`` notebook, one row per claim."""
     path = root / "results" / profile / "ablations" / "verdicts.csv"
@@ -215,7 +228,7 @@ def psnr_rows(profile: str, root: Path = REPO) -> list[dict[str, str]]:
         how = "papermill notebooks/ablations.ipynb"
         return [_missing("3", "the paper's ablations", "Tables 2, 6, Figure 6", path, how)]
     v = pd.read_csv(path)
-    noise_col = next((c for c in v.columns if c.startswith("noise")), None)
+    noise_col = _noise_column(v)
     rows = []
     for claim, sub in v.groupby("claim", sort=False):
         records = sub.to_dict("records")
@@ -226,12 +239,7 @@ def psnr_rows(profile: str, root: Path = REPO) -> list[dict[str, str]]:
             for r in records
             if "our Δ" in r and not pd.isna(r["our Δ"])
         ]
-        verdicts = [r["verdict"] for r in records]
-        verdict = (
-            verdicts[0]
-            if len(set(verdicts)) == 1
-            else "; ".join(f"{r['test set']}: {r['verdict']}" for r in records)
-        )
+        verdict = _joined_verdict(records)
         rows.append(_row("3", claim, paper, "; ".join(parts) or "—", verdict, str(path.relative_to(root))))
     return rows
 
@@ -352,7 +360,7 @@ def _first_study_bands(profile: str, root: Path) -> list[dict[str, object]]:
     if not path.exists():
         return []
     v = pd.read_csv(path)
-    noise_col = next((c for c in v.columns if c.startswith("noise")), None)
+    noise_col = _noise_column(v)
     rows = []
     for r in v.dropna(subset=["our Δ"]).to_dict("records"):
         noise = r[noise_col] if noise_col else np.nan
@@ -411,12 +419,7 @@ def positive_control_rows(profile: str, root: Path = REPO) -> list[dict[str, str
             f"{r['test set']}: {r['Δ']:+.3f} dB [{r['low']:+.3f}, {r['high']:+.3f}], MDE {r['MDE']:.3f}"
             for r in sub
         )
-        verdicts = {str(r["verdict"]) for r in sub}
-        verdict = (
-            verdicts.pop()
-            if len(verdicts) == 1
-            else "; ".join(f"{r['test set']}: {r['verdict']}" for r in sub)
-        )
+        verdict = _joined_verdict(sub)
         paper = f"{sub[0]['paper']}: {sub[0]['paper Δ']:+g} dB"
         statement = f"exact non-local attention beats EDSR ({setting}, {sub[0]['interval']})"
         rows.append(_row("3", statement, paper, ours, verdict, str(sub[0]["source"])))
