@@ -74,20 +74,33 @@ def test_nla_module_trains_the_same_on_both_paths(monkeypatch):
     assert not m.blocked_path(x)
 
 
-def _chunked_reference(q, k, v):
-    logits = q @ k.transpose(1, 2)
+def _window_reference(q, k, v):
+    """Each chunk's window written out: itself, previous, next (wrapping), as NLSN concatenates them."""
+    from enlcn.attention.nlsa import with_neighbours
+
+    k_w, v_w = with_neighbours(k[None])[0], with_neighbours(v[None])[0]  # [G, K, 3S, ·]
+    logits = q @ k_w.transpose(-1, -2)
     lse = torch.logsumexp(logits, dim=-1)
-    return torch.exp(logits - lse[..., None]) @ v, lse
+    return torch.exp(logits - lse[..., None]) @ v_w, lse
 
 
-@pytest.mark.parametrize(("n", "block"), [(9, 4), (8, 4), (3, 1), (5, 16)])
-def test_chunked_attention_values_and_gradients_with_the_lse_used(n, block):
-    from enlcn.attention.blocked import chunked_attention
+def test_chunk_windows_are_self_previous_next_within_each_group():
+    from enlcn.attention.blocked import chunk_windows
 
-    g = torch.Generator().manual_seed(n)
-    q, k = torch.randn(n, 7, 5, generator=g), torch.randn(n, 21, 5, generator=g)
-    v = torch.randn(n, 21, 6, generator=g)
-    go, gl = torch.randn(n, 7, 6, generator=g), torch.randn(n, 7, generator=g)
+    assert chunk_windows(2, 3).tolist() == [[0, 2, 1], [1, 0, 2], [2, 1, 0], [3, 5, 4], [4, 3, 5], [5, 4, 3]]
+    assert chunk_windows(1, 1).tolist() == [[0, 0, 0]]  # a lone chunk sees itself three times, as in NLSN
+
+
+@pytest.mark.parametrize(
+    ("groups", "chunks", "block"), [(3, 3, 4), (2, 4, 4), (1, 1, 1), (2, 2, 3), (3, 5, 16)]
+)
+def test_window_attention_values_and_gradients_with_the_lse_used(groups, chunks, block):
+    from enlcn.attention.blocked import window_attention
+
+    g = torch.Generator().manual_seed(groups * 10 + chunks)
+    q, k = 2 * torch.randn(groups, chunks, 7, 5, generator=g), torch.randn(groups, chunks, 7, 5, generator=g)
+    v = torch.randn(groups, chunks, 7, 6, generator=g)
+    go, gl = torch.randn(groups, chunks, 7, 6, generator=g), torch.randn(groups, chunks, 7, generator=g)
 
     def grads(fn):
         a, b, c = (t.clone().requires_grad_(True) for t in (q, k, v))
@@ -96,9 +109,18 @@ def test_chunked_attention_values_and_gradients_with_the_lse_used(n, block):
         (lse * gl).sum().backward()  # NLSA weights its hash rounds by the lse: its gradient must be right
         return [out.detach(), lse.detach(), a.grad, b.grad, c.grad]
 
-    new = grads(lambda *t: chunked_attention(*t, block=block))
-    for a, b in zip(grads(_chunked_reference), new, strict=True):
-        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+    new = grads(lambda *t: window_attention(*t, block=block))
+    for a, b in zip(grads(_window_reference), new, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+
+
+def test_window_attention_names_bad_shapes():
+    from enlcn.attention.blocked import window_attention
+
+    with pytest.raises(ValueError, match=r"window_attention expects q, k \[G, K, S, c\]"):
+        window_attention(torch.zeros(2, 3, 4), torch.zeros(2, 3, 4), torch.zeros(2, 3, 4))
+    with pytest.raises(ValueError, match="block must be ≥ 1"):
+        window_attention(*(torch.zeros(1, 2, 3, 4),) * 3, block=0)
 
 
 def test_nlsa_module_trains_the_same_on_both_paths(monkeypatch):

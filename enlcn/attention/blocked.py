@@ -18,6 +18,10 @@ Backward, per query block ``i`` (rows) with ``P_i = softmax(Q_i Kᵀ)`` recomput
     dS_i = P_i ⊙ (dP_i − rowsum(dO_i ⊙ O_i))
     dQ_i = dS_i K                          # [b, d]
     dK  += dS_iᵀ Q_i                       # [N, d]
+
+NLSA's chunked attention (:func:`window_attention`) is blocked the same way: each chunk attends to itself
+and its two neighbouring chunks, and those windows are cut from the sorted keys a few chunks at a time
+rather than written out as a 3× copy of the sequence (whose backward NLSN pays in ``cat`` and ``roll``).
 """
 
 from __future__ import annotations
@@ -76,49 +80,85 @@ def blocked_attention(q: Tensor, k: Tensor, v: Tensor, block: int = BLOCK) -> Te
     return _BlockedAttention.apply(q.contiguous(), k.contiguous(), v.contiguous(), block)
 
 
-CHUNK_BLOCK = 4  # chunks per block in chunked_attention: 4 × 144 × 432 floats ≈ 1 MB of scores
+CHUNK_BLOCK = 4  # chunks per block in window_attention: 4 × 144 × 432 floats ≈ 1 MB of scores
 
 
-class _ChunkedAttention(torch.autograd.Function):
+def chunk_windows(groups: int, chunks: int, device: torch.device | None = None) -> Tensor:
+    """``[groups·chunks, 3]``: the flat indices of the chunks each chunk attends to — itself, then the
+    previous, then the next chunk of its group, wrapping (the order of NLSN's ``add_adjacent_buckets``)."""
+    i = torch.arange(chunks, device=device)
+    window = torch.stack([i, (i - 1) % chunks, (i + 1) % chunks], dim=1)  # [K, 3]
+    return (torch.arange(groups, device=device)[:, None, None] * chunks + window).flatten(0, 1)  # [G·K, 3]
+
+
+def _softmax_lse(scores: Tensor) -> tuple[Tensor, Tensor]:
+    """``softmax`` over the last axis of ``scores [b, S, T]`` and its ``logsumexp [b, S]``.
+
+    One fused softmax pass; the logsumexp follows from its largest weight, ``lse = max s − log max p``
+    (``p`` at the arg-max is ``1 / Σ exp(s − max s)`` and lies in ``[1/T, 1]``, so its log is exact to
+    float32 rounding).
+    """
+    p = torch.softmax(scores, dim=-1)
+    return p, scores.amax(-1).sub_(p.amax(-1).log_())
+
+
+def _window(t: Tensor, windows: Tensor) -> Tensor:
+    """The keys (or values) seen by a block of chunks, ``t [G·K, S, ·]`` at ``windows [b, 3]``: ``[b, 3S, ·]``
+    (one small copy, in cache)."""
+    return t.index_select(0, windows.flatten()).view(windows.shape[0], -1, t.shape[-1])
+
+
+class _WindowAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q: Tensor, k: Tensor, v: Tensor, block: int):  # type: ignore[override]
-        n, s, _ = q.shape
-        out, lse = q.new_empty(n, s, v.shape[-1]), q.new_empty(n, s)
-        for i in range(0, n, block):
-            rows = slice(i, i + block)
-            scores = torch.bmm(q[rows], k[rows].transpose(1, 2))  # [b, S, T]
-            lse_b = torch.logsumexp(scores, dim=-1, keepdim=True)  # [b, S, 1]
-            torch.bmm(scores.sub_(lse_b).exp_(), v[rows], out=out[rows])
-            lse[rows] = lse_b[..., 0]
-        ctx.save_for_backward(q, k, v, out, lse)
-        ctx.block = block
-        return out, lse
+        groups, chunks, s = q.shape[:3]
+        win = chunk_windows(groups, chunks, q.device)  # [G·K, 3]
+        qf, kf, vf = q.flatten(0, 1), k.flatten(0, 1), v.flatten(0, 1)  # [G·K, S, ·]
+        out, lse = qf.new_empty(*qf.shape[:2], vf.shape[-1]), qf.new_empty(qf.shape[:2])
+        for r in range(0, qf.shape[0], block):
+            rows, w = slice(r, r + block), win[r : r + block]
+            k_w, v_w = _window(kf, w), _window(vf, w)  # [b, 3S, c], [b, 3S, C]
+            p, lse[rows] = _softmax_lse(torch.bmm(qf[rows], k_w.transpose(1, 2)))  # [b, S, 3S]
+            torch.bmm(p, v_w, out=out[rows])
+        ctx.save_for_backward(qf, kf, vf, out, lse, win)
+        ctx.block, ctx.lead = block, (groups, chunks)
+        return out.view(groups, chunks, s, -1), lse.view(groups, chunks, s)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor, grad_lse: Tensor):  # type: ignore[override]
-        q, k, v, out, lse = ctx.saved_tensors
-        block = ctx.block
-        grad_out = grad_out.contiguous()
+        qf, kf, vf, out, lse, win = ctx.saved_tensors
+        block, s = ctx.block, qf.shape[1]
+        grad_out = grad_out.reshape(out.shape)
         # d lse_i / d score_ij = P_ij, so the lse's gradient joins the softmax's: dS = P ⊙ (dP − δ + g_lse)
-        shift = (grad_out * out).sum(-1) - grad_lse  # [N, S]
-        dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-        for i in range(0, q.shape[0], block):
-            rows = slice(i, i + block)
-            p = torch.bmm(q[rows], k[rows].transpose(1, 2)).sub_(lse[rows, :, None]).exp_()  # recomputed
+        shift = (grad_out * out).sum(-1) - grad_lse.reshape(lse.shape)  # [G·K, S]
+        dq, dk, dv = torch.empty_like(qf), torch.zeros_like(kf), torch.zeros_like(vf)
+        for r in range(0, qf.shape[0], block):
+            rows, w = slice(r, r + block), win[r : r + block]
+            b = w.shape[0]
+            k_w, v_w = _window(kf, w), _window(vf, w)
+            p = torch.softmax(torch.bmm(qf[rows], k_w.transpose(1, 2)), dim=-1)  # recomputed, as in forward
             go = grad_out[rows]
-            torch.bmm(p.transpose(1, 2), go, out=dv[rows])
-            ds = torch.bmm(go, v[rows].transpose(1, 2)).sub_(shift[rows, :, None]).mul_(p)  # [b, S, T]
-            torch.bmm(ds, k[rows], out=dq[rows])
-            torch.bmm(ds.transpose(1, 2), q[rows], out=dk[rows])
-        return dq, dk, dv, None
+            dv.index_add_(0, w.flatten(), torch.bmm(p.transpose(1, 2), go).view(3 * b, s, -1))
+            ds = torch.bmm(go, v_w.transpose(1, 2)).sub_(shift[rows, :, None]).mul_(p)  # [b, S, 3S]
+            torch.bmm(ds, k_w, out=dq[rows])
+            dk.index_add_(0, w.flatten(), torch.bmm(ds.transpose(1, 2), qf[rows]).view(3 * b, s, -1))
+        lead = ctx.lead
+        return dq.view(*lead, s, -1), dk.view(*lead, s, -1), dv.view(*lead, s, -1), None
 
 
-def chunked_attention(q: Tensor, k: Tensor, v: Tensor, block: int = CHUNK_BLOCK) -> tuple[Tensor, Tensor]:
-    """Per chunk ``n``: ``softmax(q_n k_nᵀ) v_n`` and ``logsumexp(q_n k_nᵀ)`` for ``q: [N, S, c]``,
-    ``k: [N, T, c]``, ``v: [N, T, C]`` (NLSA's chunked attention, NLSN's unscaled logits), ``block`` chunks
-    at a time in cache; backward recomputes the scores. Same values and gradients as
-    ``logsumexp`` / ``exp(s − lse) @ v`` written out."""
-    if q.dim() != 3 or k.dim() != 3 or q.shape[0] != k.shape[0] or v.shape[:2] != k.shape[:2]:
-        raise ValueError(f"chunked_attention expects q [N, S, c], k [N, T, c], v [N, T, C]; got "
+def window_attention(q: Tensor, k: Tensor, v: Tensor, block: int = CHUNK_BLOCK) -> tuple[Tensor, Tensor]:
+    """NLSA's chunked attention: chunk ``i`` of each group attends to the keys of chunks ``i``, ``i − 1``
+    and ``i + 1`` (wrapping; :func:`chunk_windows`), with NLSN's unscaled logits.
+
+    ``q, k: [G, K, S, c]``, ``v: [G, K, S, C]`` → ``softmax(q kᵀ) v`` ``[G, K, S, C]`` and
+    ``logsumexp(q kᵀ)`` ``[G, K, S]``. The windows are cut from ``k`` and ``v`` a block of ``block``
+    chunks at a time, in cache, never as a 3× copy of the whole sequence; backward recomputes the scores
+    and adds each window's key and value gradients back onto its three chunks. Same values and
+    gradients as ``logsumexp`` / ``exp(s − lse) @ v`` on the concatenated windows written out.
+    """
+    if q.dim() != 4 or k.shape != q.shape or v.dim() != 4 or v.shape[:3] != q.shape[:3]:
+        raise ValueError(f"window_attention expects q, k [G, K, S, c] and v [G, K, S, C]; got "
                          f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
-    return _ChunkedAttention.apply(q.contiguous(), k.contiguous(), v.contiguous(), block)
+    if block < 1:
+        raise ValueError(f"block must be ≥ 1, got {block}")
+    return _WindowAttention.apply(q.contiguous(), k.contiguous(), v.contiguous(), block)
