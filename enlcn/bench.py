@@ -824,22 +824,56 @@ def sgemm_gflops(threads: int, device: str, size: int = 1024, repeats: int = 5) 
     return 2 * size**3 / statistics.median(times) / 1e9
 
 
-def nla_floor(steps: pd.DataFrame, profile: str, threads: int, device: str) -> list[tuple[str, float, str]]:
-    """What exact attention's training step could be at best: EDSR's step plus the NLA modules' matrix
-    products (:func:`nla_step_gflop`) at the measured product rate (:func:`sgemm_gflops`), over EDSR's; and
-    the rate the NLA modules reach now (GFLOP over the step time EDSR + NLA adds to EDSR). ``info``."""
-    if not {"edsr", "edsr+nla"} <= set(steps.operator):
+def nlsa_step_gflop(profile: str) -> float:
+    """Matrix-product GFLOP of the NLSA modules in one EDSR + NLSA training step under ``profile``: per image,
+    module and hash round, ``K`` chunks of ``S`` queries against their ``3S``-key windows,
+    ``2·K·S·3S·(4c + 3C)`` — the same five products as NLA's (:func:`nla_step_gflop`) with the scores
+    recomputed in backward (:func:`~enlcn.attention.blocked.window_attention`); ``K = ⌈L / S⌉``."""
+    from .models import build_model
+    from .train import train_config
+
+    cfg = train_config(profile, model="edsr+nlsa")
+    net = build_model("edsr+nlsa", cfg.scale, cfg.preset, attention=cfg.attention)
+    length = cfg.lr_patch**2
+    flop = 0.0
+    for m in net.attention_modules():
+        s, o = m.options.chunk_size, m.options
+        c, dv = m.conv_match.out_channels, m.conv_assembly.out_channels
+        chunks = -(-length // s)
+        flop += cfg.batch_size * o.n_hashes * 2 * chunks * s * 3 * s * (4 * c + 3 * dv)
+    return flop / 1e9
+
+
+#: the exact-attention peers whose training step has a product floor: model -> (its GFLOP per step, slug)
+FLOOR_MODELS: dict[str, tuple[Callable[[str], float], str]] = {
+    "edsr+nla": (nla_step_gflop, "nla"),
+    "edsr+nlsa": (nlsa_step_gflop, "nlsa"),
+}
+
+
+def attention_floors(
+    steps: pd.DataFrame, profile: str, threads: int, device: str
+) -> list[tuple[str, float, str]]:
+    """What NLA's and NLSA's training steps could be at best: EDSR's step plus the modules' matrix products
+    (:data:`FLOOR_MODELS`) at the measured product rate (:func:`sgemm_gflops`), over EDSR's; and the rate
+    the modules reach now (GFLOP over the step time they add to EDSR's). ``info``."""
+    present = [m for m in FLOOR_MODELS if m in set(steps.operator)]
+    if "edsr" not in set(steps.operator) or not present:
         return []
     med = steps.groupby("operator")["time_ms"].median()
-    gflop, rate = nla_step_gflop(profile), sgemm_gflops(threads, device)
-    floor = (med["edsr"] + gflop / rate * 1e3) / med["edsr"]
-    achieved = gflop / max((med["edsr+nla"] - med["edsr"]) / 1e3, 1e-9)
-    return [
-        ("edsr_nla_over_edsr_train_step_floor_at_sgemm_rate", floor, "info"),
-        ("nla_attention_gflop_per_step", gflop, "info"),
-        ("sgemm_gflops", rate, "info"),
-        ("nla_attention_achieved_gflops", achieved, "info"),
-    ]
+    rate = sgemm_gflops(threads, device)
+    out = []
+    for model in present:
+        count, slug = FLOOR_MODELS[model]
+        gflop = count(profile)
+        floor = (med["edsr"] + gflop / rate * 1e3) / med["edsr"]
+        achieved = gflop / max((med[model] - med["edsr"]) / 1e3, 1e-9)
+        out += [
+            (f"edsr_{slug}_over_edsr_train_step_floor_at_sgemm_rate", floor, "info"),
+            (f"{slug}_attention_gflop_per_step", gflop, "info"),
+            (f"{slug}_attention_achieved_gflops", achieved, "info"),
+        ]
+    return out + [("sgemm_gflops", rate, "info")]
 
 
 # -- provenance and output -------------------------------------------------------------------------
@@ -1040,7 +1074,7 @@ def run_pipeline(args: argparse.Namespace, threads: int, device: str, out: Path)
     contrastive = paired_contrastive(profile, rounds, threads, device)
     paired = pd.concat([steps, contrastive], ignore_index=True)
     write_csv_atomic(out.with_name(out.stem + "-pipeline-paired.csv"), paired)
-    rat = pipeline_targets(df, steps, contrastive) + nla_floor(steps, profile, threads, device)
+    rat = pipeline_targets(df, steps, contrastive) + attention_floors(steps, profile, threads, device)
     rat += pipeline_ratios(df)
     _print_ratios(rat)
     write_results(out.with_name(out.stem + "-pipeline.csv"), df, prov, rat)

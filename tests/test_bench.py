@@ -233,12 +233,17 @@ def test_explore_mode_times_three_kinds_of_update(tmp_path, capsys):
     assert ratio["value"] == pytest.approx(table.median_s.max())
 
 
-def test_nla_floor_counts_the_blocked_paths_products(pipeline_run):
+def test_attention_floors_count_the_blocked_paths_products(pipeline_run):
     # quick: 5 NLA modules, 16 features (d = 8, d_v = 16), batch 4 of 24² patches
     n = 24 * 24
     assert bench.nla_step_gflop("quick") == pytest.approx(5 * 4 * 2 * n * n * (4 * 8 + 3 * 16) / 1e9)
+    # NLSA: 4 hash rounds of ⌈576 / 144⌉ = 4 chunks, each 144 queries against 432 keys; c = 4, C = 16
+    per_image_module_round = 2 * 4 * 144 * 432 * (4 * 4 + 3 * 16)
+    assert bench.nlsa_step_gflop("quick") == pytest.approx(5 * 4 * 4 * per_image_module_round / 1e9)
     _, csv, _ = pipeline_run
     r = bench.read_results(csv.with_suffix(".json"))[0]["ratios"]
     assert r["nla_attention_gflop_per_step"]["value"] == pytest.approx(bench.nla_step_gflop("quick"))
+    assert r["nlsa_attention_gflop_per_step"]["value"] == pytest.approx(bench.nlsa_step_gflop("quick"))
     assert r["sgemm_gflops"]["value"] > 0
     assert 1.0 < r["edsr_nla_over_edsr_train_step_floor_at_sgemm_rate"]["value"]
+    assert 1.0 < r["edsr_nlsa_over_edsr_train_step_floor_at_sgemm_rate"]["value"]
