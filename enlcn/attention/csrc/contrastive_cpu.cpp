@@ -170,7 +170,10 @@ void select_top(const float* t, int64_t n, int64_t rel, int64_t start, int64_t s
   const __m512i step = _mm512_set1_epi32(16);
   for (; j + 16 <= n; j += 16) {
     const __mmask16 keep = _mm512_cmp_ps_mask(_mm512_loadu_ps(t + j), vthr, _CMP_GE_OQ);
-    _mm512_mask_compressstoreu_epi32(idx + count, keep, vidx);
+    // compress in a register, then store all 16 lanes: a compress straight to memory is microcoded and
+    // slow on some cores (AMD Zen 4). The lanes past the kept ones land in idx[count + kept .. count + 15],
+    // inside the buffer (count <= j) and overwritten by later stores or never read.
+    _mm512_storeu_si512(idx + count, _mm512_maskz_compress_epi32(keep, vidx));
     count += __builtin_popcount((unsigned)keep);
     vidx = _mm512_add_epi32(vidx, step);
   }
@@ -195,6 +198,34 @@ void select_top(const float* t, int64_t n, int64_t rel, int64_t start, int64_t s
   for (int64_t c = 0; c < count; ++c) {
     if (in[c] & 1) top[r_rel++] = idx[c];
     else if ((in[c] & 4) && !(in[c] & 2)) top[r_band++] = idx[c];
+  }
+}
+
+// T_i = sum_c q_ic K_c (Eq. 8) into t[0..N), kt = K transposed [C, N]. Four 16-lane blocks of the row are
+// accumulated in registers over the C channels, so the row is written once (not C times).
+void relevance_row(const float* qi, const float* kt, int64_t C, int64_t N, float* t) {
+  int64_t j = 0;
+#ifdef __AVX512F__
+  for (; j + 64 <= N; j += 64) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t c = 0; c < C; ++c) {
+      const __m512 s = _mm512_set1_ps(qi[c]);
+      const float* kc = kt + c * N + j;
+      a0 = _mm512_fmadd_ps(s, _mm512_loadu_ps(kc), a0);
+      a1 = _mm512_fmadd_ps(s, _mm512_loadu_ps(kc + 16), a1);
+      a2 = _mm512_fmadd_ps(s, _mm512_loadu_ps(kc + 32), a2);
+      a3 = _mm512_fmadd_ps(s, _mm512_loadu_ps(kc + 48), a3);
+    }
+    _mm512_storeu_ps(t + j, a0);
+    _mm512_storeu_ps(t + j + 16, a1);
+    _mm512_storeu_ps(t + j + 32, a2);
+    _mm512_storeu_ps(t + j + 48, a3);
+  }
+#endif
+  for (; j < N; ++j) {  // the tail (all of the row without AVX-512), channel by channel as above
+    float acc = 0.f;
+    for (int64_t c = 0; c < C; ++c) acc = std::fma(qi[c], kt[c * N + j], acc);
+    t[j] = acc;
   }
 }
 
@@ -274,14 +305,7 @@ std::vector<torch::Tensor> contrastive_rows(torch::Tensor q, torch::Tensor k, in
       const int64_t b = r / N;
       const float* qi = qp + r * C;
       const float* kb = kp + b * C * N;
-      std::fill(row.begin(), row.end(), 0.f);
-      for (int64_t c = 0; c < C; ++c) {  // T_i = sum_c q_ic K_c  (Eq. 8)
-        const float s = qi[c];
-        const float* kc = kb + c * N;
-        float* t = row.data();
-#pragma omp simd
-        for (int64_t j = 0; j < N; ++j) t[j] += s * kc[j];
-      }
+      relevance_row(qi, kb, C, N, row.data());
       RowOut out{tp + r, ip + r * n_sel, wp + r * n_sel, scratch.data()};
       if (!finite) {
         *out.term = std::numeric_limits<float>::quiet_NaN();
