@@ -196,6 +196,27 @@ def test_kernel_on_tied_relevances_keeps_the_loss():
 
 
 @needs_contrastive_kernel
+@pytest.mark.parametrize("counting_max", [0, 512])
+def test_kernel_selects_tied_ranks_as_a_stable_sort(counting_max):
+    # equal relevances take ranks by key index, as a stable sort: the kernel's bands are exactly the index
+    # sets of ranks [0, rel) and [start, stop) of a stable descending sort (ranked by counting, whose fast
+    # pass sees the repeated ranks of ties and recounts, or by bisection)
+    g = torch.Generator().manual_seed(1)
+    q = torch.randint(-2, 3, (2, 300, 4), generator=g).float()
+    k = torch.randint(-2, 3, (2, 300, 4), generator=g).float()
+    ext = native.load_contrastive()
+    order = torch.sort(q @ k.transpose(1, 2), dim=-1, descending=True, stable=True).indices  # [B, N, N]
+    for form in ("paper", "official"):
+        rel, start, stop = contrastive.contrastive_bands(300, form)
+        official = form == "official"
+        _, index, _ = ext.contrastive_rows(q, k, rel, start, stop, official, 1.0, False, counting_max)
+        for b in range(2):
+            for i in range(300):
+                assert set(index[b, i, :rel].tolist()) == set(order[b, i, :rel].tolist())
+                assert set(index[b, i, rel:].tolist()) == set(order[b, i, start:stop].tolist())
+
+
+@needs_contrastive_kernel
 def test_kernel_propagates_nan_and_can_be_switched_off(monkeypatch):
     q, k = torch.randn(1, 200, 4), torch.randn(1, 200, 4)
     q[0, 7, 1] = float("nan")

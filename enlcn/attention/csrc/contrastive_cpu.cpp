@@ -113,9 +113,28 @@ float lower_bound_of_kth(const float* a, int64_t n, int64_t s) {
   return lo;
 }
 
-// ranks (value desc, index asc) of candidates given in index order, by counting: O(count^2), branch-free
+// ranks (value desc, index asc) of candidates given in index order, by counting: O(count^2), branch-free.
+// First rank_c = #{d: key_d > key_c} alone (one compare per lane); equal keys then share a rank, so if any
+// rank repeats, the ranks are recounted with ties broken by index: + #{d < c: key_d == key_c}.
 void rank_by_counting(const uint32_t* key, int64_t count, int32_t* rank) {
 #ifdef __AVX512F__
+  uint64_t seen[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // ranks met so far (count <= COUNTING_MAX = 512 bits)
+  bool distinct = count <= 512;
+  for (int64_t c = 0; c < count; ++c) {
+    const __m512i kc = _mm512_set1_epi32((int32_t)key[c]);
+    int32_t r = 0;
+    for (int64_t d = 0; d < count; d += 16) {
+      const __mmask16 valid = count - d >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (count - d)) - 1);
+      r += __builtin_popcount((unsigned)_mm512_mask_cmpgt_epu32_mask(valid, _mm512_maskz_loadu_epi32(valid, key + d), kc));
+    }
+    rank[c] = r;
+    if (distinct) {
+      const uint64_t bit = uint64_t(1) << (r & 63);
+      distinct = !(seen[r >> 6] & bit);
+      seen[r >> 6] |= bit;
+    }
+  }
+  if (distinct) return;
   const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   for (int64_t c = 0; c < count; ++c) {
     const __m512i kc = _mm512_set1_epi32((int32_t)key[c]);
