@@ -853,8 +853,27 @@ def nlsa_step_gflop(profile: str) -> float:
     return flop / 1e9
 
 
-#: the exact-attention peers whose training step has a product floor: model -> (its GFLOP per step, slug)
+def enla_step_gflop(profile: str) -> float:
+    """Matrix-product GFLOP of the ENLA modules in one EDSR + ENLA training step under ``profile``: per image
+    and module ``2N·[3C(2c + C) + 6mC + 4cm]`` — the stacked θ/δ/ψ 1×1 embedding forward and its two
+    backward products; the features of Q and K (forward, and their input gradients); ``φ_Kᵀ V`` and
+    ``φ_Q C`` forward and their four backward products (:mod:`enlcn.attention.enla_autograd`)."""
+    from .models import build_model
+    from .train import train_config
+
+    cfg = train_config(profile, model="edsr+enla")
+    net = build_model("edsr+enla", cfg.scale, cfg.preset, attention=cfg.attention)
+    n = cfg.lr_patch**2
+    flop = 0.0
+    for mod in net.attention_modules():
+        c, ch, m = mod.theta.out_channels, mod.psi.out_channels, mod.options.m
+        flop += cfg.batch_size * 2 * n * (3 * ch * (2 * c + ch) + 6 * m * ch + 4 * c * m)
+    return flop / 1e9
+
+
+#: the models whose training step has a product floor: model -> (its attention's GFLOP per step, slug)
 FLOOR_MODELS: dict[str, tuple[Callable[[str], float], str]] = {
+    "edsr+enla": (enla_step_gflop, "enla"),
     "edsr+nla": (nla_step_gflop, "nla"),
     "edsr+nlsa": (nlsa_step_gflop, "nlsa"),
 }
@@ -863,7 +882,7 @@ FLOOR_MODELS: dict[str, tuple[Callable[[str], float], str]] = {
 def attention_floors(
     steps: pd.DataFrame, profile: str, threads: int, device: str
 ) -> list[tuple[str, float, str]]:
-    """What NLA's and NLSA's training steps could be at best: EDSR's step plus the modules' matrix products
+    """What ENLA's, NLA's and NLSA's training steps could be at best: EDSR's step plus the modules' products
     (:data:`FLOOR_MODELS`) at the measured product rate (:func:`sgemm_gflops`), over EDSR's; and the rate
     the modules reach now (GFLOP over the step time they add to EDSR's). ``info``."""
     present = [m for m in FLOOR_MODELS if m in set(steps.operator)]

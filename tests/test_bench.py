@@ -240,8 +240,14 @@ def test_attention_floors_count_the_blocked_paths_products(pipeline_run):
     # NLSA: 4 hash rounds of ⌈576 / 144⌉ = 4 chunks, each 144 queries against 432 keys; c = 4, C = 16
     per_image_module_round = 2 * 4 * 144 * 432 * (4 * 4 + 3 * 16)
     assert bench.nlsa_step_gflop("quick") == pytest.approx(5 * 4 * 4 * per_image_module_round / 1e9)
+    # ENLA: C = 16, c = 4, m = 16: embedding 3·C(2c + C), products 6mC, features 4cm, per 2N
+    m = 16
+    assert bench.enla_step_gflop("quick") == pytest.approx(
+        5 * 4 * 2 * n * (3 * 16 * (2 * 4 + 16) + 6 * m * 16 + 4 * 4 * m) / 1e9
+    )
     _, csv, _ = pipeline_run
     r = bench.read_results(csv.with_suffix(".json"))[0]["ratios"]
+    assert r["enla_attention_gflop_per_step"]["value"] == pytest.approx(bench.enla_step_gflop("quick"))
     assert r["nla_attention_gflop_per_step"]["value"] == pytest.approx(bench.nla_step_gflop("quick"))
     assert r["nlsa_attention_gflop_per_step"]["value"] == pytest.approx(bench.nlsa_step_gflop("quick"))
     assert r["sgemm_gflops"]["value"] > 0
