@@ -50,12 +50,16 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import torch
 
 from .attention import native
 from .provenance import Provenance, hardware, load_average, write_csv_atomic, write_json_atomic
+
+if TYPE_CHECKING:
+    from .train import TrainConfig
 
 CHANNELS = 64
 DEFAULT_SIZES = (50, 100, 150, 200, 300)
@@ -755,11 +759,11 @@ def paired_contrastive(
     default path (the native row kernel on the CPU); rows ``round, operator, time_ms``."""
     import torch.nn.functional as F
 
-    warm_allocator()
     from .attention import contrastive as C
     from .models import model_config
     from .train import train_config
 
+    warm_allocator()
     torch.set_num_threads(threads)
     cfg = train_config(profile, model="enlcn")
     opts = model_config("enlcn", cfg.scale, cfg.preset).attention_options
@@ -807,18 +811,24 @@ def pipeline_targets(
     return out
 
 
+def _attention_modules(model: str, profile: str) -> tuple[TrainConfig, list[torch.nn.Module]]:
+    """``(training config, attention modules)`` of ``model`` as ``profile`` builds it (for the floors)."""
+    from .models import build_model
+    from .train import train_config
+
+    cfg = train_config(profile, model=model)
+    net = build_model(model, cfg.scale, cfg.preset, attention=cfg.attention)
+    return cfg, list(net.attention_modules())
+
+
 def nla_step_gflop(profile: str) -> float:
     """Matrix-product GFLOP of the NLA modules in one EDSR + NLA training step under ``profile``: per image
     and module ``2N²(4d + 3d_v)`` — forward ``QKᵀ`` and ``PV``; backward ``QKᵀ`` again (the blocked path
     recomputes it), ``dV``, ``dP``, ``dQ``, ``dK`` (:mod:`enlcn.attention.blocked`)."""
-    from .models import build_model
-    from .train import train_config
-
-    cfg = train_config(profile, model="edsr+nla")
-    net = build_model("edsr+nla", cfg.scale, cfg.preset, attention=cfg.attention)
+    cfg, modules = _attention_modules("edsr+nla", profile)
     n = cfg.lr_patch**2
     flop = 0.0
-    for m in net.attention_modules():
+    for m in modules:
         d, dv = m.match1[0].out_channels, m.assembly[0].out_channels
         flop += cfg.batch_size * 2 * n * n * (4 * d + 3 * dv)
     return flop / 1e9
@@ -838,18 +848,14 @@ def nlsa_step_gflop(profile: str) -> float:
     module and hash round, ``K`` chunks of ``S`` queries against their ``3S``-key windows,
     ``2·K·S·3S·(4c + 3C)`` — the same five products as NLA's (:func:`nla_step_gflop`) with the scores
     recomputed in backward (:func:`~enlcn.attention.blocked.window_attention`); ``K = ⌈L / S⌉``."""
-    from .models import build_model
-    from .train import train_config
-
-    cfg = train_config(profile, model="edsr+nlsa")
-    net = build_model("edsr+nlsa", cfg.scale, cfg.preset, attention=cfg.attention)
+    cfg, modules = _attention_modules("edsr+nlsa", profile)
     length = cfg.lr_patch**2
     flop = 0.0
-    for m in net.attention_modules():
-        s, o = m.options.chunk_size, m.options
+    for m in modules:
+        s, n_hashes = m.options.chunk_size, m.options.n_hashes
         c, dv = m.conv_match.out_channels, m.conv_assembly.out_channels
         chunks = -(-length // s)
-        flop += cfg.batch_size * o.n_hashes * 2 * chunks * s * 3 * s * (4 * c + 3 * dv)
+        flop += cfg.batch_size * n_hashes * 2 * chunks * s * 3 * s * (4 * c + 3 * dv)
     return flop / 1e9
 
 
@@ -858,14 +864,10 @@ def enla_step_gflop(profile: str) -> float:
     and module ``2N·[3C(2c + C) + 6mC + 4cm]`` — the stacked θ/δ/ψ 1×1 embedding forward and its two
     backward products; the features of Q and K (forward, and their input gradients); ``φ_Kᵀ V`` and
     ``φ_Q C`` forward and their four backward products (:mod:`enlcn.attention.enla_autograd`)."""
-    from .models import build_model
-    from .train import train_config
-
-    cfg = train_config(profile, model="edsr+enla")
-    net = build_model("edsr+enla", cfg.scale, cfg.preset, attention=cfg.attention)
+    cfg, modules = _attention_modules("edsr+enla", profile)
     n = cfg.lr_patch**2
     flop = 0.0
-    for mod in net.attention_modules():
+    for mod in modules:
         c, ch, m = mod.theta.out_channels, mod.psi.out_channels, mod.options.m
         flop += cfg.batch_size * 2 * n * (3 * ch * (2 * c + ch) + 6 * m * ch + 4 * c * m)
     return flop / 1e9

@@ -123,13 +123,14 @@ class _WindowAttention(torch.autograd.Function):
             p, lse[rows] = _softmax_lse(torch.bmm(qf[rows], k_w.transpose(1, 2)))  # [b, S, 3S]
             torch.bmm(p, v_w, out=out[rows])
         ctx.save_for_backward(qf, kf, vf, out, lse, win)
-        ctx.block, ctx.lead = block, (groups, chunks)
+        ctx.block = block
         return out.view(groups, chunks, s, -1), lse.view(groups, chunks, s)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor, grad_lse: Tensor):  # type: ignore[override]
         qf, kf, vf, out, lse, win = ctx.saved_tensors
         block, s = ctx.block, qf.shape[1]
+        lead = grad_out.shape[:2]  # [G, K] of the inputs
         grad_out = grad_out.reshape(out.shape)
         # d lse_i / d score_ij = P_ij, so the lse's gradient joins the softmax's: dS = P ⊙ (dP − δ + g_lse)
         shift = (grad_out * out).sum(-1) - grad_lse.reshape(lse.shape)  # [G·K, S]
@@ -144,7 +145,6 @@ class _WindowAttention(torch.autograd.Function):
             ds = torch.bmm(go, v_w.transpose(1, 2)).sub_(shift[rows, :, None]).mul_(p)  # [b, S, 3S]
             torch.bmm(ds, k_w, out=dq[rows])
             dk.index_add_(0, w.flatten(), torch.bmm(ds.transpose(1, 2), qf[rows]).view(3 * b, s, -1))
-        lead = ctx.lead
         return dq.view(*lead, s, -1), dk.view(*lead, s, -1), dv.view(*lead, s, -1), None
 
 
