@@ -5,8 +5,30 @@ from __future__ import annotations
 import pytest
 import torch
 
-from enlcn.attention.blocked import blocked_attention
+from enlcn.attention import native
+from enlcn.attention.blocked import _native_kernel, blocked_attention
 from enlcn.attention.registry import build_attention
+
+
+@pytest.fixture(params=["native", "native-sgemm", "python"])
+def kernel(request, monkeypatch):
+    """The code that computes the blocked attention: the native kernel on brgemm, the native kernel on sgemm,
+    or the Python blocks (as without a compiler or with ENLCN_NATIVE=0)."""
+    if request.param == "python":
+        monkeypatch.setattr(native, "load_attention", lambda: None)
+        assert _native_kernel(torch.zeros(1)) is None
+        return request.param
+    ext = native.load_attention()
+    if ext is None:
+        pytest.skip(f"native kernel unavailable: {native.attention_status()}")
+    if request.param == "native-sgemm":
+        ext.allow_brgemm(False)
+        request.addfinalizer(lambda: ext.allow_brgemm(True))
+        assert native.attention_status() == "native (sgemm)"
+    elif not ext.uses_brgemm():
+        pytest.skip("oneDNN brgemm is not usable on this machine")
+    assert _native_kernel(torch.zeros(1)) is ext
+    return request.param
 
 
 def _grads(fn, q, k, v, go):
@@ -21,7 +43,7 @@ def _reference(q, k, v):
 
 
 @pytest.mark.parametrize(("n", "block"), [(63, 16), (64, 16), (100, 256), (1024, 256), (37, 1)])
-def test_values_and_gradients_equal_the_reference(n, block):
+def test_values_and_gradients_equal_the_reference(n, block, kernel):
     g = torch.Generator().manual_seed(n + block)
     q, k = torch.randn(3, n, 12, generator=g), torch.randn(3, n, 12, generator=g)
     v, go = torch.randn(3, n, 20, generator=g), torch.randn(3, n, 20, generator=g)
@@ -32,7 +54,7 @@ def test_values_and_gradients_equal_the_reference(n, block):
         assert err < 1e-5, f"{name}: relative error {err:.2e}"
 
 
-def test_peaked_scores_stay_finite_and_exact():
+def test_peaked_scores_stay_finite_and_exact(kernel):
     # scores of ±80: softmax must subtract the row maximum, as the reference does
     q = torch.randn(2, 50, 8) * 4
     k, v = torch.randn(2, 50, 8) * 4, torch.randn(2, 50, 8)
@@ -94,7 +116,7 @@ def test_chunk_windows_are_self_previous_next_within_each_group():
 @pytest.mark.parametrize(
     ("groups", "chunks", "block"), [(3, 3, 4), (2, 4, 4), (1, 1, 1), (2, 2, 3), (3, 5, 16)]
 )
-def test_window_attention_values_and_gradients_with_the_lse_used(groups, chunks, block):
+def test_window_attention_values_and_gradients_with_the_lse_used(groups, chunks, block, kernel):
     from enlcn.attention.blocked import window_attention
 
     g = torch.Generator().manual_seed(groups * 10 + chunks)
@@ -138,5 +160,5 @@ def test_nlsa_module_trains_the_same_on_both_paths(monkeypatch):
     assert m.blocked_path(x) and m.training_path(x).startswith("chunked")
     chunked = run()
     monkeypatch.setenv("ENLCN_BLOCKED", "0")
-    for a, b in zip(run(), chunked, strict=True):
-        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
+    for a, b in zip(run(), chunked, strict=True):  # the issue's rule: 1e-4 relative to the tensor's scale
+        assert ((a - b).abs().max() / a.abs().max()).item() < 1e-4

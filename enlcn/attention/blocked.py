@@ -19,6 +19,12 @@ Backward, per query block ``i`` (rows) with ``P_i = softmax(Q_i Kᵀ)`` recomput
     dQ_i = dS_i K                          # [b, d]
     dKᵀ += Q_iᵀ dS_i                       # [d, N]
 
+On x86 CPUs both functions run on a native kernel (``csrc/attention_cpu.cpp``, built on first use like the
+inference kernel, :func:`enlcn.attention.native.load_attention`): the same blocks and products in one
+parallel region, with its own exp, so that a block's scores, softmax and products stay in cache without
+the dispatch of a dozen small ops per block. Without it (``ENLCN_NATIVE=0``, no compiler) the Python blocks
+below compute the same values and gradients (tests/test_blocked.py).
+
 NLSA's chunked attention (:func:`window_attention`) is blocked the same way: each chunk attends to itself
 and its two neighbouring chunks, and those windows are cut from the sorted keys a few chunks at a time
 rather than written out as a 3× copy of the sequence (whose backward NLSN pays in ``cat`` and ``roll``).
@@ -26,8 +32,13 @@ rather than written out as a 3× copy of the sequence (whose backward NLSN pays 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from types import ModuleType
+
 import torch
 from torch import Tensor
+
+from . import native
 
 BLOCK = 256  # query rows per block: a 256×1024 float32 block of scores is 1 MB (one Zen 4 core's L2)
 
@@ -72,6 +83,34 @@ class _BlockedAttention(torch.autograd.Function):
         return dq, dk_t.transpose(1, 2), dv_t.transpose(1, 2), None
 
 
+def _native_kernel(*tensors: Tensor) -> ModuleType | None:
+    """The native window kernel when it applies to ``tensors`` (float32 on the CPU) and is available."""
+    if all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors):
+        return native.load_attention()
+    return None
+
+
+class _NativeWindows(torch.autograd.Function):
+    """``softmax(q kᵀ) v`` and its logsumexp over windows of chunks by ``csrc/attention_cpu.cpp``: chunk ``i``
+    of each group attends to chunks ``(i + o) mod K`` for ``o`` in ``offsets`` (``q, k [G, K, S, d]``,
+    ``v [G, K, S, d_v]``), ``rows`` query rows per block. Same blocks and backward as the Python classes."""
+
+    @staticmethod
+    def forward(ctx, ext: ModuleType, q: Tensor, k: Tensor, v: Tensor, offsets: Sequence[int], rows: int):  # type: ignore[override]
+        out, lse = ext.window_forward(q, k, v, list(offsets), rows)
+        ctx.save_for_backward(q, k, v, out)
+        ctx.ext, ctx.offsets, ctx.rows = ext, list(offsets), rows
+        return out, lse
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor, grad_lse: Tensor):  # type: ignore[override]
+        q, k, v, out = ctx.saved_tensors
+        grads = ctx.ext.window_backward(
+            q, k, v, out, grad_out.contiguous(), grad_lse.contiguous(), ctx.offsets, ctx.rows
+        )
+        return None, *grads, None, None
+
+
 def blocked_attention(q: Tensor, k: Tensor, v: Tensor, block: int = BLOCK) -> Tensor:
     """``softmax(q kᵀ) v`` for ``q, k: [B, N, d]``, ``v: [B, N, d_v]`` (no ``1/√d``, as NLSN), by blocks."""
     if q.dim() != 3 or k.shape != q.shape or v.shape[:2] != q.shape[:2]:
@@ -79,9 +118,16 @@ def blocked_attention(q: Tensor, k: Tensor, v: Tensor, block: int = BLOCK) -> Te
                          f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
     if block < 1:
         raise ValueError(f"block must be ≥ 1, got {block}")
-    return _BlockedAttention.apply(q.contiguous(), k.contiguous(), v.contiguous(), block)
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    ext = _native_kernel(q, k, v)
+    if ext is not None:  # one chunk of all N tokens attending to itself
+        out, _ = _NativeWindows.apply(ext, q[:, None], k[:, None], v[:, None], (0,), block)
+        return out[:, 0]
+    return _BlockedAttention.apply(q, k, v, block)
 
 
+#: the chunks a chunk attends to, relative to itself, in the order of NLSN's ``add_adjacent_buckets``
+WINDOW_OFFSETS = (0, -1, 1)
 CHUNK_BLOCK = 4  # chunks per block in window_attention: 4 × 144 × 432 floats ≈ 1 MB of scores
 
 
@@ -163,4 +209,8 @@ def window_attention(q: Tensor, k: Tensor, v: Tensor, block: int = CHUNK_BLOCK) 
                          f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
     if block < 1:
         raise ValueError(f"block must be ≥ 1, got {block}")
-    return _WindowAttention.apply(q.contiguous(), k.contiguous(), v.contiguous(), block)
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    ext = _native_kernel(q, k, v)
+    if ext is not None:  # a block is one chunk's rows; windows: itself, the previous, the next chunk
+        return _NativeWindows.apply(ext, q, k, v, WINDOW_OFFSETS, q.shape[2])
+    return _WindowAttention.apply(q, k, v, block)

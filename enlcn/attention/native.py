@@ -42,6 +42,8 @@ if TYPE_CHECKING:  # pragma: no cover
 SOURCE = Path(__file__).with_name("csrc") / "enlca_cpu.cpp"
 #: the contrastive loss's fused row kernel (training; enlcn.attention.contrastive)
 CONTRASTIVE_SOURCE = Path(__file__).with_name("csrc") / "contrastive_cpu.cpp"
+#: exact softmax attention over windows of chunks, forward and backward (training; enlcn.attention.blocked)
+ATTENTION_SOURCE = Path(__file__).with_name("csrc") / "attention_cpu.cpp"
 CFLAGS = ("-O3", "-march=native", "-fopenmp")
 LDFLAGS = ("-fopenmp",)
 ENV = "ENLCN_NATIVE"
@@ -63,10 +65,12 @@ def _cpu_flags() -> str:
 
 
 def build_name(source: Path | None = None) -> str:
-    """Extension name: changes with the source (default :data:`SOURCE`), the flags, the torch version and
-    the CPU's features."""
+    """Extension name: changes with the source (default :data:`SOURCE`) and the headers beside it, the flags,
+    the torch version and the CPU's features."""
     source = SOURCE if source is None else source
-    key = "\n".join([source.read_text(), " ".join(CFLAGS + LDFLAGS), torch.__version__, _cpu_flags()])
+    headers = [h.read_text() for h in sorted(source.parent.glob("*.h"))]
+    flags = " ".join(CFLAGS + LDFLAGS)
+    key = "\n".join([source.read_text(), *headers, flags, torch.__version__, _cpu_flags()])
     return f"enlcn_{source.stem}_" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
@@ -119,6 +123,26 @@ def load_contrastive() -> ModuleType | None:
     global _why_not_contrastive
     module, _why_not_contrastive = _build(CONTRASTIVE_SOURCE, "contrastive-loss CPU kernel")
     return module
+
+
+_why_not_attention: str | None = None
+
+
+@functools.cache
+def load_attention() -> ModuleType | None:
+    """The exact attention's window kernel (built on first call), or ``None`` (:func:`attention_status`)."""
+    global _why_not_attention
+    module, _why_not_attention = _build(ATTENTION_SOURCE, "exact-attention CPU kernel")
+    return module
+
+
+def attention_status() -> str:
+    """Which code computes NLA's and NLSA's blocked attention on the CPU: ``"native (oneDNN brgemm)"``,
+    ``"native (sgemm)"`` or ``"python: <why not>"``."""
+    ext = load_attention()
+    if ext is None:
+        return f"python: {_why_not_attention}"
+    return f"native ({'oneDNN brgemm' if ext.uses_brgemm() else 'sgemm'})"
 
 
 def contrastive_status() -> str:

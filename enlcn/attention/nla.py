@@ -61,7 +61,11 @@ class NonLocalAttention(Attention):
         return feature_map(out, x.shape[-2], x.shape[-1]) + self.options.res_scale * x
 
     def training_path(self, x: Tensor) -> str:
-        return "blocked (enlcn.attention.blocked)" if self.blocked_path(x) else "scaled_dot_product_attention"
+        if not self.blocked_path(x):
+            return "scaled_dot_product_attention"
+        from .native import attention_status
+
+        return f"blocked (enlcn.attention.blocked): {attention_status()}"
 
     def blocked_path(self, x: Tensor) -> bool:
         """True when ``forward`` takes :func:`~enlcn.attention.blocked.blocked_attention`: float32 CPU input,

@@ -121,7 +121,11 @@ class NonLocalSparseAttention(Attention):
         return cpu32 and os.environ.get(BLOCKED_ENV, "1") != "0"
 
     def training_path(self, x: Tensor) -> str:
-        return "chunked windows (enlcn.attention.blocked)" if self.blocked_path(x) else "einsum + autograd"
+        if not self.blocked_path(x):
+            return "einsum + autograd"
+        from .native import attention_status
+
+        return f"chunked windows (enlcn.attention.blocked): {attention_status()}"
 
     def attention_weights(self, x: Tensor, index: int) -> Tensor:
         """Normalized weights ``[B, L]`` of query ``index`` for ONE draw of the rotations (global RNG).

@@ -29,100 +29,23 @@
 #include <mutex>
 #include <vector>
 
+#include "blas.h"
+#include "fast_exp.h"
+
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
 
-// Fortran BLAS sgemm (MKL inside torch's x86 wheels); column-major.
-extern "C" void sgemm_(const char*, const char*, const int*, const int*, const int*, const float*, const float*,
-                       const int*, const float*, const int*, const float*, float*, const int*);
-
 namespace {
 
-// Row-major C[M×N] = A[M×K] · op(B) + beta·C, op(B) = B[K×N] or (transpose_b) Bᵀ with B stored [N×K].
-// Row-major C = A·B is column-major Cᵀ = Bᵀ·Aᵀ, hence the swapped operands.
-void matmul(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
-            bool transpose_b, float beta, float* C, int64_t ldc) {
-  const char ta = transpose_b ? 'T' : 'N', tb = 'N';
-  const int m = (int)N, n = (int)M, k = (int)K, la = (int)ldb, lb = (int)lda, lc = (int)ldc;
-  const float one = 1.f;
-  sgemm_(&ta, &tb, &m, &n, &k, &one, B, &la, A, &lb, &beta, C, &lc);
-}
-
-// oneDNN's batch-reduce GEMM ukernel through ATen (float32: x86 with AVX-512): measured ~20% faster than
-// MKL's sgemm on the block products here (2-core AMD EPYC: the output product 1.67 vs 2.09 ms per thread
-// and image, feature products 0.5 vs 0.7 ms). It takes no transposed operand, so with it the key features
-// are produced token-major. Used only if a probe on first use succeeds and matches sgemm; otherwise (or
-// if ATen reports it unsupported) sgemm is used throughout.
-bool brgemm_allowed = true;  // tests switch brgemm off to exercise the sgemm path on machines that have it
-
-bool brgemm_usable() {
-  if (!brgemm_allowed) return false;
-  static std::once_flag once;
-  static bool usable = false;
-  std::call_once(once, [] {
-    try {
-      const int64_t M = 5, N = 33, K = 7;
-      std::vector<float> A(M * K), B(K * N), C1(M * N, 0.f), C2(M * N, 0.f);
-      for (int64_t q = 0; q < M * K; ++q) A[q] = 0.25f * (float)(q % 7) - 0.5f;
-      for (int64_t q = 0; q < K * N; ++q) B[q] = 0.125f * (float)(q % 11) - 0.5f;
-      at::native::cpublas::brgemm(M, N, K, K, N, N, false, A.data(), B.data(), C1.data(), false);
-      at::native::cpublas::brgemm_release(false);
-      matmul(M, N, K, A.data(), K, B.data(), N, false, 0.f, C2.data(), N);
-      float diff = 0.f;
-      for (int64_t q = 0; q < M * N; ++q) diff = std::max(diff, std::abs(C1[q] - C2[q]));
-      usable = diff <= 1e-5f;
-    } catch (...) {
-      usable = false;
-    }
-  });
-  return usable;
-}
-
-// Row-major C[M×N] = A[M×K] · B[K×N] (beta = 0): brgemm when usable, else sgemm.
-inline void matmul_nn(bool brgemm, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
-                      int64_t ldb, float* C, int64_t ldc) {
-  if (brgemm) {
-    at::native::cpublas::brgemm(M, N, K, lda, ldb, ldc, false, A, B, C, false);
-  } else {
-    matmul(M, N, K, A, lda, B, ldb, false, 0.f, C, ldc);
-  }
-}
-
-// Cody–Waite reduction and a degree-6 polynomial: exp(x) = 2^n · e^r, n = round(x / ln 2),
-// r = x − n·ln 2 ∈ [−ln2/2, ln2/2] (ln 2 split in a part exact in float and a correction).
-constexpr float kLog2e = 1.44269504088896341f, kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;
-constexpr float kP[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
-                         4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
-constexpr float kMinArg = -87.0f;  // below: the result would be subnormal; clamped (exp(−87) ≈ 1.6e-38)
-
-inline float exp_scalar(float x) {
-  // NaN stays NaN (std::max/min return their first argument when a comparison with NaN fails);
-  // arguments above 88 saturate at e^88 ≈ 1.7e38 instead of overflowing (the kernel's arguments are ≤ 0)
-  x = std::min(std::max(x, kMinArg), 88.0f);
-  const float n = std::nearbyint(x * kLog2e);
-  const float r = (x - n * kLn2Hi) - n * kLn2Lo;
-  float p = kP[0];
-  for (int i = 1; i < 6; ++i) p = p * r + kP[i];
-  const int32_t bits = ((int32_t)n + 127) << 23;  // 2^n, n ∈ [−126, 127]
-  float two_n;
-  std::memcpy(&two_n, &bits, sizeof two_n);
-  return (p * r * r + r + 1.0f) * two_n;
-}
-
+using enlcn_native::exp_scalar;
 #if defined(__AVX512F__)
-inline __m512 exp16(__m512 x) {
-  x = _mm512_max_ps(_mm512_set1_ps(kMinArg), x);  // max(a, b) returns b when either is NaN
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(kLog2e)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(kLn2Hi), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(kLn2Lo), r);
-  __m512 p = _mm512_set1_ps(kP[0]);
-  for (int i = 1; i < 6; ++i) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kP[i]));
-  p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-  return _mm512_scalef_ps(p, n);
-}
+using enlcn_native::exp16;
 #endif
+using enlcn_native::brgemm_allowed;
+using enlcn_native::brgemm_usable;
+using enlcn_native::matmul;
+using enlcn_native::matmul_nn;
 
 // a[r][u] ← exp(a[r][u]) + add for r < rows, u < w (row stride ld); sums[r] += Σ_u a[r][u] (if sums).
 void exp_rows(float* a, int64_t rows, int64_t w, int64_t ld, float add, float* sums) {
