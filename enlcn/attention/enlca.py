@@ -11,7 +11,6 @@ the contrastive loss of ``Q, K`` (Eqs. 8–10) is left in ``aux_loss``.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from types import ModuleType
 from typing import Any
 
 import torch
@@ -22,7 +21,7 @@ from ..variants import attention_variant
 from .base import Attention, feature_map, tokens
 from .contrastive import contrastive_loss
 from .enla import enla, enla_weights
-from .enla_autograd import enla_fused, enla_native, fused_enabled
+from .enla_autograd import enla_fused, fused_enabled
 from .fast import enlca_fast, fast_supported
 from .kernels import gaussian_projection
 
@@ -112,7 +111,10 @@ class ENLCA(Attention):
     def embed(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``Q, K, V`` tokens (``[B, N, c]``, ``[B, N, c]``, ``[B, N, C]``) of Eq. 3."""
         o = self.options
-        maps = self.embedding_maps(x)
+        # θ, δ, ψ (Eq. 2) as one convolution with the three kernels stacked: one pass over X each way
+        weight = torch.cat([self.theta.weight, self.delta.weight, self.psi.weight])
+        bias = torch.cat([self.theta.bias, self.delta.bias, self.psi.bias])
+        maps = F.conv2d(x, weight, bias, padding=self.theta.padding)  # [B, 2c + C, H, W]
         c = self.theta.out_channels
         theta, delta, psi = maps.split([c, c, maps.shape[1] - 2 * c], dim=1)  # [B, c | c | C, H, W]
         scale = o.k**0.5
@@ -122,13 +124,6 @@ class ENLCA(Attention):
         else:  # Eq. 3 literally: K = √k·δ(X)/‖θ(X)‖
             k = delta / theta.norm(dim=1, keepdim=True).clamp_min(o.norm_eps) * scale
         return tokens(q), tokens(k), tokens(psi)
-
-    def embedding_maps(self, x: Tensor) -> Tensor:
-        """θ, δ, ψ (Eq. 2) as one convolution with the three kernels stacked (one pass over X each way):
-        ``[B, 2c + C, H, W]``."""
-        weight = torch.cat([self.theta.weight, self.delta.weight, self.psi.weight])
-        bias = torch.cat([self.theta.bias, self.delta.bias, self.psi.bias])
-        return F.conv2d(x, weight, bias, padding=self.theta.padding)
 
     def forward(self, x: Tensor) -> Tensor:
         self.check_input(x)
@@ -140,18 +135,9 @@ class ENLCA(Attention):
             return enlca_fast(self, x)
         if self.training:
             self._count_call()
-        self.aux_loss = None
-        contrastive = self.training and self.contrastive_enabled
-        ext = self.native_training_kernel(x)
-        if ext is not None:  # normalisation + ENLA in one native op, on the convolution's maps
-            o = self.options
-            maps = self.embedding_maps(x)
-            y, q, k = enla_native(ext, maps, self.projection, o.k, o.norm_eps, o.feature_eps, contrastive)
-            if contrastive:
-                self.aux_loss = contrastive_loss(q, k, o.loss_form, o.n1, o.n2, o.b, o.hinge)
-            return y * o.res_scale + x
         q, k, v = self.embed(x)
-        if contrastive:
+        self.aux_loss = None
+        if self.training and self.contrastive_enabled:
             o = self.options
             self.aux_loss = contrastive_loss(q, k, o.loss_form, o.n1, o.n2, o.b, o.hinge)
         attend = enla_fused if self.fused_path(x) else enla  # same function and gradients
@@ -168,24 +154,9 @@ class ENLCA(Attention):
             and fused_enabled()
         )
 
-    def native_training_kernel(self, x: Tensor) -> ModuleType | None:
-        """The native training kernel (:func:`~enlcn.attention.enla_autograd.enla_native`) when a
-        differentiated forward takes it: the fused path on a float32 CPU input, Eq. 3's own key norm
-        (``key_norm="own"``), the kernel available (:func:`enlcn.attention.native.load_enla_train`)."""
-        if not (self.fused_path(x) and x.device.type == "cpu" and self.options.key_norm == "own"):
-            return None
-        from .native import load_enla_train
-
-        return load_enla_train()
-
     def training_path(self, x: Tensor) -> str:
         with torch.enable_grad():
-            if self.native_training_kernel(x) is not None:
-                from .native import enla_train_status
-
-                path = f"ENLA training kernel: {enla_train_status()}"
-            else:
-                path = "fused ENLA backward" if self.fused_path(x) else "autograd"
+            path = "fused ENLA backward" if self.fused_path(x) else "autograd"
         if not self.options.contrastive:
             return path
         from .native import contrastive_status

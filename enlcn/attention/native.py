@@ -42,9 +42,6 @@ if TYPE_CHECKING:  # pragma: no cover
 SOURCE = Path(__file__).with_name("csrc") / "enlca_cpu.cpp"
 #: the contrastive loss's fused row kernel (training; enlcn.attention.contrastive)
 CONTRASTIVE_SOURCE = Path(__file__).with_name("csrc") / "contrastive_cpu.cpp"
-#: ENLCA's normalisation and ENLA after the embedding convolution, forward and backward (training;
-#: enlcn.attention.enla_autograd)
-ENLA_TRAIN_SOURCE = Path(__file__).with_name("csrc") / "enla_train_cpu.cpp"
 #: exact softmax attention over windows of chunks, forward and backward (training; enlcn.attention.blocked)
 ATTENTION_SOURCE = Path(__file__).with_name("csrc") / "attention_cpu.cpp"
 CFLAGS = ("-O3", "-march=native", "-fopenmp")
@@ -145,26 +142,6 @@ def attention_status() -> str:
     ext = load_attention()
     if ext is None:
         return f"python: {_why_not_attention}"
-    return f"native ({'oneDNN brgemm' if ext.uses_brgemm() else 'sgemm'})"
-
-
-_why_not_enla_train: str | None = None
-
-
-@functools.cache
-def load_enla_train() -> ModuleType | None:
-    """ENLA's training kernel (built on first call), or ``None`` (:func:`enla_train_status`)."""
-    global _why_not_enla_train
-    module, _why_not_enla_train = _build(ENLA_TRAIN_SOURCE, "ENLA training CPU kernel")
-    return module
-
-
-def enla_train_status() -> str:
-    """Which code trains ENLA/ENLCA's attention on the CPU: ``"native (oneDNN brgemm)"``, ``"native (sgemm)"``
-    or ``"python: <why not>"``."""
-    ext = load_enla_train()
-    if ext is None:
-        return f"python: {_why_not_enla_train}"
     return f"native ({'oneDNN brgemm' if ext.uses_brgemm() else 'sgemm'})"
 
 
