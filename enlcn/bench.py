@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import torch
 
+from .allocator import warm_allocator
 from .attention import native
 from .provenance import Provenance, hardware, load_average, write_csv_atomic, write_json_atomic
 
@@ -249,24 +250,6 @@ def _peak_rss_bytes() -> int | None:
     except OSError:  # pragma: no cover
         return None
     return None
-
-
-def warm_allocator() -> bool:
-    """Make glibc keep freed memory (no trimming; mmap only above 32 MiB), as in a long-running process.
-
-    Without it a fresh process returns every large freed block to the OS and page-faults it back on the
-    next pass; that penalises operators unevenly (measured: the 3×3 conv at 150×150 took ~8 ms in a fresh
-    process vs ~4.7 ms once the allocator was warm, while the fused ENLCA path was unaffected at ~6.3 ms).
-    Returns whether ``mallopt`` was applied (glibc only).
-    """
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:  # pragma: no cover - not glibc
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(libc.mallopt(m_trim_threshold, 1 << 30)) and bool(libc.mallopt(m_mmap_threshold, 1 << 25))
 
 
 def _first_call(fn: Callable[[], object], cuda: bool) -> tuple[float, float]:

@@ -54,9 +54,11 @@ def image_pairs(source: str, scale: int, split: str) -> list[tuple[str, Any, Any
 
 
 def _train(args: argparse.Namespace) -> int:
+    from .allocator import warm_allocator
     from .train import Trainer, train_config
 
     config = train_config(args.profile, **{**load_config_file(args.config), **parse_sets(args.set or [])})
+    warm_allocator()  # steps reuse their freed memory instead of page-faulting it back (enlcn.allocator)
     train = [(lr, hr) for _, lr, hr in image_pairs(args.data, config.scale, "train")]
     val = image_pairs(args.val or args.data, config.scale, "test")
     trainer = Trainer(config, train, val, args.out)  # under torchrun: one process of the DDP run
@@ -190,6 +192,9 @@ def _study(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    from .allocator import warm_allocator
+
+    warm_allocator()  # steps reuse their freed memory instead of page-faulting it back (enlcn.allocator)
     names = list(args.runs or []) + [r.name for e in args.experiments for r in study.get_experiment(e)]
     from .study.pilot import check_may_train
 

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from enlcn import study
+from enlcn.allocator import state as allocator_state
 
 
 def test_run_names_are_unique_and_shared_runs_are_the_same_object():
@@ -54,6 +55,7 @@ def test_quick_study_trains_writes_provenance_and_is_not_retrained(tmp_path):
     paths = summary["sessions"][0]["attention_paths"]
     assert paths["ENLCA"].startswith("fused ENLA backward; contrastive loss: ")
     assert 0 < summary["sessions"][0]["cpu_time_s"] and summary["sessions"][0]["threads"] >= 1
+    assert summary["sessions"][0]["allocator"] in ("default", allocator_state())
     assert {"torch", "python"} <= set(summary["versions"]) and "cpu" in summary["hardware"]
     assert (res / "weights.pt").exists()  # keep_weights
     assert (study.result_dir("quick", study.BASE, tmp_path) / "weights.pt").exists()  # every run keeps them

@@ -44,8 +44,16 @@ def train_run(profile: str, run: Run, root: Path = REPO, progress: bool = True) 
         from ..models.edsr import training_paths
 
         paths = training_paths(trainer.model, trainer.device)
+        from ..allocator import state as allocator_state
+
         sessions.append(
-            {"commit": commit, "started_step": start, "started_unix": time.time(), "attention_paths": paths}
+            {
+                "commit": commit,
+                "started_step": start,
+                "started_unix": time.time(),
+                "attention_paths": paths,
+                "allocator": allocator_state(),
+            }
         )
         write_json_atomic(sessions_path, sessions)
         t0, c0 = time.perf_counter(), time.process_time()
