@@ -33,6 +33,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -253,6 +254,28 @@ std::vector<torch::Tensor> window_backward(const torch::Tensor& q, const torch::
   return {dq, dk, dv};
 }
 
+// The rate (GFLOP/s, all threads) of the products this kernel runs: each thread repeats `reps` products of
+// size×size blocks, C = A·B, on brgemm (or sgemm where brgemm is unusable), after one untimed product.
+double product_gflops(int64_t size, int64_t reps) {
+  TORCH_CHECK(size >= 1 && reps >= 1, "product_gflops: need size ≥ 1 and reps ≥ 1");
+  const bool bg = enlcn_native::brgemm_usable();
+  const int64_t threads = at::get_num_threads();
+  std::vector<double> seconds(threads, 0.0);
+  at::parallel_for(0, threads, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<float> a(size * size, 0.5f), b(size * size, 0.25f), c(size * size);
+    for (int64_t t = t0; t < t1; ++t) {
+      matmul_nn(bg, size, size, size, a.data(), size, b.data(), size, c.data(), size);
+      const auto start = std::chrono::steady_clock::now();
+      for (int64_t r = 0; r < reps; ++r)
+        matmul_nn(bg, size, size, size, a.data(), size, b.data(), size, c.data(), size);
+      seconds[t] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    }
+    if (bg) at::native::cpublas::brgemm_release(false);
+  });
+  const double slowest = *std::max_element(seconds.begin(), seconds.end());
+  return threads * reps * 2.0 * size * size * size / slowest / 1e9;
+}
+
 bool uses_brgemm() { return enlcn_native::brgemm_usable(); }
 
 void allow_brgemm(bool allowed) { enlcn_native::brgemm_allowed = allowed; }
@@ -262,6 +285,7 @@ void allow_brgemm(bool allowed) { enlcn_native::brgemm_allowed = allowed; }
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("window_forward", &window_forward, "softmax attention over windows of chunks: out, lse");
   m.def("window_backward", &window_backward, "its gradients dq, dk, dv from those of out and lse");
+  m.def("product_gflops", &product_gflops, "GFLOP/s of this kernel's products (size³ blocks, all threads)");
   m.def("uses_brgemm", &uses_brgemm, "whether the products run on oneDNN's brgemm (else sgemm)");
   m.def("allow_brgemm", &allow_brgemm, "allow (default) or forbid brgemm; forbidden, sgemm runs every product");
 }
