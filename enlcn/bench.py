@@ -326,11 +326,17 @@ def measure(name: str, size: int, repeats: int, warmup: int, threads: int, devic
     }
 
 
+#: ``ENLCN_CHANNELS_LAST=1``: the training steps of the bench run channels_last (a measurement option)
+CHANNELS_LAST_ENV = "ENLCN_CHANNELS_LAST"
+
+
 def build_train_step(model: str, profile: str, device: str, seed: int = 0) -> tuple[Callable[[], None], int]:
     """``(step, parameters)``: one training step of ``model`` under ``profile``'s settings as a closure.
 
     The step is the loss of Eq. 12 (L1 + ``lambda_cl`` · contrastive loss, when the model has one) on
-    random LR/HR tensors of the profile's batch and patch shapes, backward, and an Adam step.
+    random LR/HR tensors of the profile's batch and patch shapes, backward, and an Adam step. With
+    ``ENLCN_CHANNELS_LAST=1`` in the environment (:data:`CHANNELS_LAST_ENV`) the model and the tensors are
+    channels_last instead of NCHW (the study trains NCHW; this measures what the layout would change).
     """
     import torch.nn.functional as F
 
@@ -345,6 +351,9 @@ def build_train_step(model: str, profile: str, device: str, seed: int = 0) -> tu
     side = cfg.lr_patch
     lr = torch.rand(cfg.batch_size, 3, side, side, device=device)
     hr = torch.rand(cfg.batch_size, 3, side * cfg.scale, side * cfg.scale, device=device)
+    if os.environ.get(CHANNELS_LAST_ENV, "0") == "1":
+        net = net.to(memory_format=torch.channels_last)
+        lr, hr = (t.contiguous(memory_format=torch.channels_last) for t in (lr, hr))
 
     def step() -> None:
         l1 = F.l1_loss(net(lr), hr)
@@ -1153,7 +1162,7 @@ def run_explore(args: argparse.Namespace, threads: int, out: Path) -> int:
 
 
 #: the switches back to the reference (autograd) training paths; a run records the ones set
-PATH_SWITCHES = ("ENLCN_NATIVE", "ENLCN_FUSED_ENLA", "ENLCN_BLOCKED")
+PATH_SWITCHES = ("ENLCN_NATIVE", "ENLCN_FUSED_ENLA", "ENLCN_BLOCKED", CHANNELS_LAST_ENV)
 
 
 def _parameters(args: argparse.Namespace, **resolved) -> dict:

@@ -7,6 +7,7 @@ import re
 
 import pandas as pd
 import pytest
+import torch
 
 from enlcn import bench
 from enlcn.attention import native
@@ -265,3 +266,12 @@ def test_interleaved_measurements_warm_the_allocator_first(monkeypatch):
     assert calls == ["warm"] and list(steps.operator) == ["edsr"]
     bench.paired_times(["conv3x3"], 8, 1, 0, 1, "cpu")
     assert calls == ["warm", "warm"]
+
+
+def test_training_steps_run_channels_last_when_asked(monkeypatch):
+    monkeypatch.setenv(bench.CHANNELS_LAST_ENV, "1")
+    step, _ = bench.build_train_step("edsr+enla", "quick", "cpu")
+    tensors = [c.cell_contents for c in step.__closure__ if isinstance(c.cell_contents, torch.Tensor)]
+    assert len(tensors) == 2 and all(t.is_contiguous(memory_format=torch.channels_last) for t in tensors)
+    step()  # the model and the loss run in that layout
+    assert bench.CHANNELS_LAST_ENV in bench.PATH_SWITCHES  # recorded in the run's parameters when set
