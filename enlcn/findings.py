@@ -426,6 +426,49 @@ def positive_control_rows(profile: str, root: Path = REPO) -> list[dict[str, str
     return rows
 
 
+#: what the Protocol's grid would test (book/protocol.md)
+GRID_STATEMENT = (
+    "the PSNR claims of Tables 2, 3, 4 and 6 and Figure 6, trained in a setting where exact attention's "
+    "gain over EDSR is detectable (the Protocol's grid)"
+)
+
+
+def protocol_rows(profile: str, root: Path = REPO) -> list[dict[str, str]]:
+    """Claim 3 in a powered setting: where the Protocol stands (:func:`enlcn.study.pilot.outcome`). When
+    the pilot's extension has failed, the grid is not trained and the claims are *not testable here*."""
+    from .study import pilot
+
+    settings = pilot.PILOTS.get(profile, ())
+    if not settings:
+        return []
+    table = pilot.decision_table(settings, root)
+    state, setting = pilot.outcome(table)
+    source = f"results/{profile}/pilot/decision.csv; book/protocol.md"
+    paper = "Tables 2–4, 6, Fig. 6 (each Δ in the forest above)"
+    if state == "chosen":
+        ours = f"setting {setting} chosen by the pilot; the grid's rows follow as its runs finish"
+        return [_row("3", GRID_STATEMENT, paper, ours, "pending (grid training)", source)]
+    if state != "failed":
+        training = f" (its extension {setting} is training)" if setting else ""
+        ours = f"the pilot has not decided yet{training}"
+        return [_row("3", GRID_STATEMENT, paper, ours, "pending (pilot)", source)]
+    row = table.set_index("candidate").loc[setting]
+    parts = []
+    for test_set in pilot.RULE_B_SETS:
+        low, high = row[f"95 % CI, {test_set}"]
+        parts.append(
+            f"{test_set}: {row[f'NLA − EDSR, {test_set}']:+.3f} dB [{low:+.3f}, {high:+.3f}], "
+            f"t = {row[f't, {test_set}']:.2f}"
+        )
+    ours = (
+        f"not trained: no pilot setting met the rule; the last, {setting} (4× the steps), meets (a) "
+        f"{'yes' if row['(a) met'] else 'no'}, and (b) needs t ≥ {pilot.MIN_T:g} with the interval above 0 — "
+        f"NLA − EDSR {'; '.join(parts)}"
+    )
+    verdict = "not testable here (no setting where exact attention's gain is detectable)"
+    return [_row("3", GRID_STATEMENT, paper, ours, verdict, source)]
+
+
 def findings(profile: str = "cpu", root: Path = REPO, device: str = "cpu") -> pd.DataFrame:
     """One row per claim tested: the paper's statement and number, ours, the verdict and the source file."""
     rows = (
@@ -434,6 +477,7 @@ def findings(profile: str = "cpu", root: Path = REPO, device: str = "cpu") -> pd
         + cost_rows(root, device)
         + psnr_rows(profile, root)
         + positive_control_rows(profile, root)
+        + protocol_rows(profile, root)
         + attention_rows(profile, root)
         + absolute_rows(profile, root)
     )

@@ -245,3 +245,33 @@ def test_the_first_study_enters_the_forest_as_a_noise_band(tmp_path):
     (row,) = findings.forest_table("cpu", tmp_path).to_dict("records")
     assert abs(row["low"] + 0.07) < 1e-12 and abs(row["high"] - 0.01) < 1e-12
     assert row["interval"].startswith("± noise band")
+
+
+def test_protocol_row_says_where_the_pilot_stands(monkeypatch, tmp_path):
+    from enlcn.study import pilot
+
+    (row,) = findings.protocol_rows("cpu", tmp_path)  # nothing trained: the pilot has not decided
+    assert row["verdict"] == "pending (pilot)" and row["claim"] == "3"
+    assert findings.protocol_rows("quick", tmp_path) == []  # only the cpu study has a pilot
+    table = pd.DataFrame(
+        [
+            {
+                "candidate": "pilot-x2-long",
+                "(a) met": True,
+                "NLA − EDSR, selfsim": 0.08,
+                "95 % CI, selfsim": (-0.5, 0.66),
+                "t, selfsim": 0.69,
+                "NLA − EDSR, selfsim_motifs": 0.07,
+                "95 % CI, selfsim_motifs": (-0.4, 0.54),
+                "t, selfsim_motifs": 0.7,
+            }
+        ]
+    )
+    monkeypatch.setattr(pilot, "decision_table", lambda settings, root: table)
+    monkeypatch.setattr(pilot, "outcome", lambda t: ("failed", "pilot-x2-long"))
+    (row,) = findings.protocol_rows("cpu", tmp_path)
+    assert row["verdict"].startswith("not testable here")
+    assert "selfsim: +0.080 dB [-0.500, +0.660], t = 0.69" in row["ours"] and "(a) yes" in row["ours"]
+    monkeypatch.setattr(pilot, "outcome", lambda t: ("chosen", "pilot-x2"))
+    (row,) = findings.protocol_rows("cpu", tmp_path)
+    assert row["verdict"] == "pending (grid training)" and "pilot-x2 chosen" in row["ours"]
