@@ -51,9 +51,6 @@ ENV = "ENLCN_NATIVE"
 #: 512 and 1024 at 150×150 on a 2-core AMD EPYC; see enlcn/attention/fast.py)
 BLOCK = 256
 
-_why_not: str | None = None
-
-
 def _cpu_flags() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -106,34 +103,31 @@ def _build(source: Path, what: str) -> tuple[ModuleType | None, str | None]:
         return None, f"build or load failed: {type(exc).__name__}: {str(exc).strip().splitlines()[-1][:300]}"
 
 
-@functools.cache
-def load() -> ModuleType | None:
-    """The compiled kernel (built on first call), or ``None`` when unavailable (see :func:`status`)."""
-    global _why_not
-    module, _why_not = _build(SOURCE, "ENLCA CPU kernel")
+#: why a kernel is unavailable (its ``_build`` message), by source file; absent until it was first loaded
+_why_not: dict[Path, str | None] = {}
+
+
+def _load(source: Path, what: str) -> ModuleType | None:
+    module, _why_not[source] = _build(source, what)
     return module
 
 
-_why_not_contrastive: str | None = None
+@functools.cache
+def load() -> ModuleType | None:
+    """The compiled kernel (built on first call), or ``None`` when unavailable (see :func:`status`)."""
+    return _load(SOURCE, "ENLCA CPU kernel")
 
 
 @functools.cache
 def load_contrastive() -> ModuleType | None:
     """The contrastive loss's row kernel (built on first call), or ``None`` (:func:`contrastive_status`)."""
-    global _why_not_contrastive
-    module, _why_not_contrastive = _build(CONTRASTIVE_SOURCE, "contrastive-loss CPU kernel")
-    return module
-
-
-_why_not_attention: str | None = None
+    return _load(CONTRASTIVE_SOURCE, "contrastive-loss CPU kernel")
 
 
 @functools.cache
 def load_attention() -> ModuleType | None:
     """The exact attention's window kernel (built on first call), or ``None`` (:func:`attention_status`)."""
-    global _why_not_attention
-    module, _why_not_attention = _build(ATTENTION_SOURCE, "exact-attention CPU kernel")
-    return module
+    return _load(ATTENTION_SOURCE, "exact-attention CPU kernel")
 
 
 def attention_status() -> str:
@@ -141,20 +135,20 @@ def attention_status() -> str:
     ``"native (sgemm)"`` or ``"python: <why not>"``."""
     ext = load_attention()
     if ext is None:
-        return f"python: {_why_not_attention}"
+        return f"python: {_why_not.get(ATTENTION_SOURCE)}"
     return f"native ({'oneDNN brgemm' if ext.uses_brgemm() else 'sgemm'})"
 
 
 def contrastive_status() -> str:
     """``"native"`` or ``"python: <why not>"``: which code computes the contrastive loss on the CPU."""
-    return "native" if load_contrastive() is not None else f"python: {_why_not_contrastive}"
+    return "native" if load_contrastive() is not None else f"python: {_why_not.get(CONTRASTIVE_SOURCE)}"
 
 
 def status() -> str:
     """``"native (AVX-512, oneDNN brgemm)"`` (what it was built with), or ``"python: <why not native>"``."""
     ext = load()
     if ext is None:
-        return f"python: {_why_not}"
+        return f"python: {_why_not.get(SOURCE)}"
     parts = [p for p, on in (("AVX-512", ext.avx512()), ("oneDNN brgemm", ext.uses_brgemm())) if on]
     return f"native ({', '.join(parts)})" if parts else "native"
 
@@ -181,7 +175,7 @@ def enlca_native(module: ENLCA, x: Tensor, s_q: float, s_k: float, block: int = 
     """ENLCA/ENLA inference forward of ``module`` on ``x`` by the native kernel (call :func:`load` first)."""
     ext = load()
     if ext is None:
-        raise RuntimeError(f"the native ENLCA kernel is not available ({_why_not})")
+        raise RuntimeError(f"the native ENLCA kernel is not available ({_why_not.get(SOURCE)})")
     o = module.options
     eps_k = float(o.feature_eps) * math.exp(-s_k)  # φ(K) = exp(F K − ‖K‖²/2 − s_k) + eps·exp(−s_k)
     ops = kernel_operands(module, s_q, s_k)
