@@ -27,6 +27,8 @@ def test_a_clear_positive_control_meets_the_rule():
     row = pilot.decision_row("pilot-x2", _means(EDSR, nla), BICUBIC)
     assert row["(a) met"] and row["(b) met"] and row["meets the rule"]
     assert abs(row["NLA − EDSR, selfsim"] - 0.31) < 1e-9
+    low, high = row["95 % CI, selfsim"]
+    assert type(low) is float and low < 0.31 < high  # written as "(low, high)" in decision.csv
 
 
 def test_rule_a_needs_one_db_on_both_sets():
