@@ -889,9 +889,9 @@ def attention_floors(
     steps: pd.DataFrame, profile: str, threads: int, device: str
 ) -> list[tuple[str, float, str]]:
     """What ENLA's, NLA's and NLSA's training steps could be at best: EDSR's step plus the modules' products
-    (:data:`FLOOR_MODELS`) at the best measured product rate (:func:`product_gflops`: ``torch.mm`` or the
-    native kernel's brgemm), over EDSR's; and the rate the modules reach now (GFLOP over the step time they
-    add to EDSR's). ``info``."""
+    (:data:`FLOOR_MODELS`) at the best measured product rate (``torch.mm``'s, :func:`sgemm_gflops`, or the
+    native kernel's brgemm, :func:`kernel_gflops`), over EDSR's; and the rate the modules reach now (GFLOP
+    over the step time they add to EDSR's). ``info``."""
     present = [m for m in FLOOR_MODELS if m in set(steps.operator)]
     if "edsr" not in set(steps.operator) or not present:
         return []

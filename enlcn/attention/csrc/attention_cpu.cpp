@@ -27,8 +27,7 @@
 // shapes brgemm ran 2–3× faster than MKL's sgemm on this AMD EPYC (one core, e.g. P V_w [144×432]·[432×48]
 // 24 vs 64 µs); where brgemm is unusable the same products run on sgemm. The gradients of K and V are
 // accumulated transposed ([d, K·S], [dv, K·S] per group: the wide orientation) and transposed back once
-// per group. Groups are independent,
-// so threads own whole groups and no two threads write the same gradient.
+// per group. Groups are independent, so threads own whole groups and no two threads write the same gradient.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
@@ -276,16 +275,12 @@ double product_gflops(int64_t size, int64_t reps) {
   return threads * reps * 2.0 * size * size * size / slowest / 1e9;
 }
 
-bool uses_brgemm() { return enlcn_native::brgemm_usable(); }
-
-void allow_brgemm(bool allowed) { enlcn_native::brgemm_allowed = allowed; }
-
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("window_forward", &window_forward, "softmax attention over windows of chunks: out, lse");
   m.def("window_backward", &window_backward, "its gradients dq, dk, dv from those of out and lse");
   m.def("product_gflops", &product_gflops, "GFLOP/s of this kernel's products (size³ blocks, all threads)");
-  m.def("uses_brgemm", &uses_brgemm, "whether the products run on oneDNN's brgemm (else sgemm)");
-  m.def("allow_brgemm", &allow_brgemm, "allow (default) or forbid brgemm; forbidden, sgemm runs every product");
+  m.def("uses_brgemm", &enlcn_native::brgemm_usable, "whether the products run on oneDNN's brgemm (else sgemm)");
+  m.def("allow_brgemm", &enlcn_native::allow_brgemm, "allow (default) or forbid brgemm; forbidden, sgemm runs every product");
 }

@@ -26,12 +26,15 @@ inline void matmul(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
   sgemm_(&ta, &tb, &m, &n, &k, &one, B, &la, A, &lb, &beta, C, &lc);
 }
 
-// oneDNN's batch-reduce GEMM ukernel through ATen (float32: x86 with AVX-512): measured ~20% faster than
-// MKL's sgemm on the block products here (2-core AMD EPYC: the output product 1.67 vs 2.09 ms per thread
-// and image, feature products 0.5 vs 0.7 ms). It takes no transposed operand, so with it the key features
-// are produced token-major. Used only if a probe on first use succeeds and matches sgemm; otherwise (or
+// oneDNN's batch-reduce GEMM ukernel through ATen (float32: x86 with AVX-512): faster than MKL's sgemm on
+// the kernels' block products here (2-core AMD EPYC: ~20 % on the ENLCA inference products, 2–3× on the
+// exact-attention blocks). It takes no transposed operand, so the kernels copy or produce their operands
+// in the orientation it needs. Used only if a probe on first use succeeds and matches sgemm; otherwise (or
 // if ATen reports it unsupported) sgemm is used throughout.
 inline bool brgemm_allowed = true;  // tests switch brgemm off to exercise the sgemm path on machines that have it
+
+// Allow (default) or forbid brgemm in this extension; forbidden, sgemm runs every product (bound for the tests).
+inline void allow_brgemm(bool allowed) { brgemm_allowed = allowed; }
 
 inline bool brgemm_usable() {
   if (!brgemm_allowed) return false;

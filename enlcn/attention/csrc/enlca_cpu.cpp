@@ -42,7 +42,6 @@ using enlcn_native::exp_scalar;
 #if defined(__AVX512F__)
 using enlcn_native::exp16;
 #endif
-using enlcn_native::brgemm_allowed;
 using enlcn_native::brgemm_usable;
 using enlcn_native::matmul;
 using enlcn_native::matmul_nn;
@@ -247,10 +246,6 @@ torch::Tensor fast_exp(const torch::Tensor& a) {
   return out;
 }
 
-bool uses_brgemm() { return brgemm_usable(); }
-
-void allow_brgemm(bool allowed) { brgemm_allowed = allowed; }
-
 bool avx512() {
 #if defined(__AVX512F__)
   return true;
@@ -263,6 +258,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("enlca_forward", &enlca_forward, "ENLCA inference forward (see enlcn/attention/native.py)");
   m.def("fast_exp", &fast_exp, "the kernel's exp, elementwise");
   m.def("avx512", &avx512, "whether the kernel was compiled with AVX-512");
-  m.def("uses_brgemm", &uses_brgemm, "whether the block products run on oneDNN's brgemm (else sgemm)");
-  m.def("allow_brgemm", &allow_brgemm, "allow (default) or forbid brgemm; forbidden, sgemm runs every product");
+  m.def("uses_brgemm", &enlcn_native::brgemm_usable, "whether the block products run on oneDNN's brgemm (else sgemm)");
+  m.def("allow_brgemm", &enlcn_native::allow_brgemm, "allow (default) or forbid brgemm; forbidden, sgemm runs every product");
 }
