@@ -922,9 +922,15 @@ def start_provenance(profile: str | None, parameters: dict, device: str, threads
     """The run's :class:`~enlcn.provenance.Provenance` (its load average is the one before the run).
 
     Every mode records which ENLCA inference path it timed (``parameters.enlca_fast_path``, from
-    :func:`enlcn.attention.native.status`, which builds the kernel if needed, before any timing).
+    :func:`enlcn.attention.native.status`) and which code trains ENLA/ENLCA's attention
+    (``parameters.enla_training_path``, :func:`enlcn.attention.native.enla_train_status`); both build their
+    kernel if needed, before any timing.
     """
-    parameters = {**parameters, "enlca_fast_path": native.status()}
+    parameters = {
+        **parameters,
+        "enlca_fast_path": native.status(),
+        "enla_training_path": native.enla_train_status(),
+    }
     return Provenance("enlcn.bench", profile, parameters, seed=0, hardware=hardware(device, threads))
 
 

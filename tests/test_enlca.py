@@ -27,6 +27,42 @@ def test_embeddings_are_amplified_unit_vectors(x):
     assert torch.allclose(q @ k.transpose(1, 2), 6 * cos, atol=1e-4)  # T = k·cos (Eq. 8)
 
 
+def _literal_embed(mod, x):
+    """Eqs. 2–3 as written: three convolutions and ``F.normalize`` over the channels."""
+    o, scale = mod.options, math.sqrt(mod.options.k)
+    theta, delta, psi = mod.theta(x), mod.delta(x), mod.psi(x)
+    q = torch.nn.functional.normalize(theta, dim=1, eps=o.norm_eps) * scale
+    k = torch.nn.functional.normalize(delta, dim=1, eps=o.norm_eps) * scale
+    return tokens(q), tokens(k), tokens(psi)
+
+
+@pytest.mark.parametrize("embed_kernel", [1, 3])
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_embed_equals_the_literal_convolutions_and_normalize(x, embed_kernel, layout):
+    torch.manual_seed(1)
+    mod = build_attention("enlca", 16, m=8, embed_kernel=embed_kernel)
+    with torch.no_grad():  # one position with θ = 0: the clamp of ‖θ‖ at eps is taken there
+        mod.theta.bias.zero_()
+    x = x.clone()
+    x[0, :, 4, 5] = 0.0
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    weights = [torch.randn(2, 99, n, generator=torch.Generator().manual_seed(n)) for n in (4, 4, 16)]
+    grads = []
+    for embed in (mod.embed, lambda t: _literal_embed(mod, t)):
+        outs = embed(x)
+        loss = sum((o * w).sum() for o, w in zip(outs, weights, strict=True))
+        grads.append((outs, torch.autograd.grad(loss, [x, *mod.parameters()])))
+    (ours, g_ours), (ref, g_ref) = grads
+    for a, b in zip(ours, ref, strict=True):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+    for a, b in zip(g_ours, g_ref, strict=True):  # finite, and equal to 1e-5 of the gradient's norm
+        assert torch.isfinite(a).all() and (a - b).norm() <= 1e-5 * b.norm()
+    if embed_kernel == 1:  # θ = 0 at the zeroed pixel: the clamped row is 0, not a unit vector
+        assert ours[0][0, 4 * 11 + 5].abs().max() == 0
+
+
 def test_literal_eq3_key_norm_divides_by_theta(x):
     mod = build_attention("enlca", 16, m=8, key_norm="query")
     _, k, _ = mod.embed(x)

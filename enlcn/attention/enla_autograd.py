@@ -19,11 +19,18 @@ Backward, with ``d = φ_Q z`` (``[N, 1]``) and ``Ȳ`` the incoming gradient::
 
 Same values and gradients as the autograd path to float rounding (tests/test_enla_autograd.py);
 ``ENLCN_FUSED_ENLA=0`` keeps the autograd path.
+
+On x86 CPUs the module trains on a native kernel instead (:func:`enla_native`, ``csrc/enla_train_cpu.cpp``,
+built on first use like the others): the same algebra plus Eq. 3's normalisation, from the embedding's
+token-major maps to the token-major ``Y``, one parallel region per direction with its products on oneDNN's
+brgemm. ``ENLCN_NATIVE=0`` (or no compiler) leaves :func:`enla_fused`.
 """
 
 from __future__ import annotations
 
+import math
 import os
+from types import ModuleType
 
 import torch
 from torch import Tensor
@@ -86,3 +93,42 @@ def enla_fused(q: Tensor, k: Tensor, v: Tensor, projection: Tensor, eps: float =
     the hand-derived backward of the module docstring; ``projection`` (``F``, ``m×c``) gets no gradient
     (it is a redrawn buffer, never trained)."""
     return _FusedENLA.apply(q.contiguous(), k.contiguous(), v.contiguous(), projection, float(eps))
+
+
+class _NativeENLA(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, ext: ModuleType, maps: Tensor, projection: Tensor, consts: tuple, tokens: bool):  # type: ignore[override]
+        saved = ext.forward(maps, projection, *consts)  # y [B, N, C]; Q, K [B, c, N]; …
+        ctx.ext, ctx.consts = ext, consts
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(maps, projection, *saved)
+        y, q, k = saved[:3]
+        if not tokens:
+            return y, None, None
+        return y, q.transpose(1, 2).contiguous(), k.transpose(1, 2).contiguous()  # token-major [B, N, c]
+
+    @staticmethod
+    def backward(ctx, grad_y: Tensor | None, grad_q: Tensor | None, grad_k: Tensor | None):  # type: ignore[override]
+        maps, projection, *saved = ctx.saved_tensors
+        grad_y = torch.zeros_like(saved[0]) if grad_y is None else grad_y.contiguous()
+        grad_q, grad_k = (None if g is None else g.contiguous() for g in (grad_q, grad_k))
+        grad_maps = ctx.ext.backward(maps, projection, *ctx.consts, saved, grad_y, grad_q, grad_k)
+        return None, grad_maps, None, None, None
+
+
+def enla_native(
+    ext: ModuleType,
+    maps: Tensor,
+    projection: Tensor,
+    k: float,
+    norm_eps: float,
+    feature_eps: float,
+    tokens: bool,
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """ENLCA's attention after its embedding, by the native kernel ``ext``
+    (:func:`enlcn.attention.native.load_enla_train`): token-major ``maps [B, N, 2c + C]`` (θ, δ, ψ side by
+    side) → ``Y [B, N, C]`` (Eqs. 3–6, before ``res_scale`` and the residual) and, when ``tokens``, the
+    normalized ``Q, K [B, N, c]`` the contrastive loss takes (their gradients flow back through the same
+    normalisation). Same values and gradients as :meth:`ENLCA.embed` followed by :func:`enla_fused`."""
+    consts = (math.sqrt(k), float(norm_eps), float(feature_eps))
+    return _NativeENLA.apply(ext, maps.contiguous(), projection.float().contiguous(), consts, tokens)

@@ -42,6 +42,9 @@ if TYPE_CHECKING:  # pragma: no cover
 SOURCE = Path(__file__).with_name("csrc") / "enlca_cpu.cpp"
 #: the contrastive loss's fused row kernel (training; enlcn.attention.contrastive)
 CONTRASTIVE_SOURCE = Path(__file__).with_name("csrc") / "contrastive_cpu.cpp"
+#: ENLCA's normalisation and ENLA after the embedding, forward and backward (training;
+#: enlcn.attention.enla_autograd)
+ENLA_TRAIN_SOURCE = Path(__file__).with_name("csrc") / "enla_train_cpu.cpp"
 #: exact softmax attention over windows of chunks, forward and backward (training; enlcn.attention.blocked)
 ATTENTION_SOURCE = Path(__file__).with_name("csrc") / "attention_cpu.cpp"
 CFLAGS = ("-O3", "-march=native", "-fopenmp")
@@ -130,13 +133,28 @@ def load_attention() -> ModuleType | None:
     return _load(ATTENTION_SOURCE, "exact-attention CPU kernel")
 
 
+@functools.cache
+def load_enla_train() -> ModuleType | None:
+    """ENLA's training kernel (built on first call), or ``None`` (:func:`enla_train_status`)."""
+    return _load(ENLA_TRAIN_SOURCE, "ENLA training CPU kernel")
+
+
+def _brgemm_status(ext: ModuleType | None, source: Path) -> str:
+    if ext is None:
+        return f"python: {_why_not.get(source)}"
+    return f"native ({'oneDNN brgemm' if ext.uses_brgemm() else 'sgemm'})"
+
+
+def enla_train_status() -> str:
+    """Which code trains ENLA/ENLCA's attention on the CPU: ``"native (oneDNN brgemm)"``,
+    ``"native (sgemm)"`` or ``"python: <why not>"``."""
+    return _brgemm_status(load_enla_train(), ENLA_TRAIN_SOURCE)
+
+
 def attention_status() -> str:
     """Which code computes NLA's and NLSA's blocked attention on the CPU: ``"native (oneDNN brgemm)"``,
     ``"native (sgemm)"`` or ``"python: <why not>"``."""
-    ext = load_attention()
-    if ext is None:
-        return f"python: {_why_not.get(ATTENTION_SOURCE)}"
-    return f"native ({'oneDNN brgemm' if ext.uses_brgemm() else 'sgemm'})"
+    return _brgemm_status(load_attention(), ATTENTION_SOURCE)
 
 
 def contrastive_status() -> str:
