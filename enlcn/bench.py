@@ -885,6 +885,14 @@ FLOOR_MODELS: dict[str, tuple[Callable[[str], float], str]] = {
 }
 
 
+def achieved_gflops(gflop: float, model_ms: float, edsr_ms: float) -> float:
+    """GFLOP/s of the attention products over the time the model's step adds to EDSR's, or NaN when it adds
+    none: the step can be no slower than EDSR's when the modules' token-major output lets the convolutions
+    after them run channels_last (faster), and then there is no time to divide by."""
+    added_s = (model_ms - edsr_ms) / 1e3
+    return gflop / added_s if added_s > 0 else float("nan")
+
+
 def attention_floors(
     steps: pd.DataFrame, profile: str, threads: int, device: str
 ) -> list[tuple[str, float, str]]:
@@ -903,7 +911,7 @@ def attention_floors(
         count, slug = FLOOR_MODELS[model]
         gflop = count(profile)
         floor = (med["edsr"] + gflop / rate * 1e3) / med["edsr"]
-        achieved = gflop / max((med[model] - med["edsr"]) / 1e3, 1e-9)
+        achieved = achieved_gflops(gflop, med[model], med["edsr"])
         out += [
             (f"edsr_{slug}_over_edsr_train_step_floor_at_product_rate", floor, "info"),
             (f"{slug}_attention_gflop_per_step", gflop, "info"),

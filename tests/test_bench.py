@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 
 import pandas as pd
@@ -232,6 +233,12 @@ def test_explore_mode_times_three_kinds_of_update(tmp_path, capsys):
     (name, ratio), = meta["ratios"].items()
     assert name == f"explore_update_s@{bench.QUICK_SIZES[0]}" and ratio["target"] == "<= 1.0"
     assert ratio["value"] == pytest.approx(table.median_s.max())
+
+
+def test_achieved_rate_is_undefined_when_the_step_adds_no_time():
+    assert bench.achieved_gflops(2.0, 110.0, 100.0) == pytest.approx(200.0)  # 2 GFLOP in 10 ms
+    assert math.isnan(bench.achieved_gflops(2.0, 99.0, 100.0))
+    assert math.isnan(bench.achieved_gflops(2.0, 100.0, 100.0))
 
 
 def test_attention_floors_count_the_blocked_paths_products(pipeline_run):

@@ -11,6 +11,7 @@ import pytest
 
 from enlcn import study
 from enlcn.allocator import state as allocator_state
+from enlcn.attention import native
 
 
 def test_run_names_are_unique_and_shared_runs_are_the_same_object():
@@ -53,7 +54,9 @@ def test_quick_study_trains_writes_provenance_and_is_not_retrained(tmp_path):
     assert summary["steps"] == study.ENLCA.config("quick").total_steps
     assert summary["sessions"][0]["started_step"] == 0 and summary["wall_time_s"] > 0
     paths = summary["sessions"][0]["attention_paths"]
-    assert paths["ENLCA"].startswith("fused ENLA backward; contrastive loss: ")
+    ext = native.load_enla_train()  # the path it trained on: the native kernel where it builds
+    trained = f"ENLA training kernel: {native.enla_train_status()}" if ext else "fused ENLA backward"
+    assert paths["ENLCA"].startswith(f"{trained}; contrastive loss: ")
     assert 0 < summary["sessions"][0]["cpu_time_s"] and summary["sessions"][0]["threads"] >= 1
     assert summary["sessions"][0]["allocator"] in ("default", allocator_state())
     assert {"torch", "python"} <= set(summary["versions"]) and "cpu" in summary["hardware"]
