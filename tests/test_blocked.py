@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from gemm_fixture import with_gemm
 
 from enlcn.attention import native
 from enlcn.attention.blocked import _native_kernel, blocked_attention
@@ -19,14 +20,10 @@ def kernel(request, monkeypatch):
         assert _native_kernel(torch.zeros(1)) is None
         return request.param
     ext = native.load_attention()
-    if ext is None:
-        pytest.skip(f"native kernel unavailable: {native.attention_status()}")
-    if request.param == "native-sgemm":
-        ext.allow_brgemm(False)
-        request.addfinalizer(lambda: ext.allow_brgemm(True))
+    gemm = "sgemm" if request.param == "native-sgemm" else "brgemm"
+    with_gemm(request, ext, "" if ext else native.attention_status(), gemm)
+    if gemm == "sgemm":
         assert native.attention_status() == "native (sgemm)"
-    elif not ext.uses_brgemm():
-        pytest.skip("oneDNN brgemm is not usable on this machine")
     assert _native_kernel(torch.zeros(1)) is ext
     return request.param
 

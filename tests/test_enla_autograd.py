@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from gemm_fixture import with_gemm
 
 from enlcn.attention import native
 from enlcn.attention.enla import enla
@@ -92,14 +93,7 @@ def _module_grads(m, x, go, kernel: bool, weight_cl: float = 3.0):
 def enla_kernel(request):
     """The native ENLA training kernel with its products on oneDNN's brgemm, or on sgemm."""
     ext = native.load_enla_train()
-    if ext is None:
-        pytest.skip(f"native kernel unavailable: {native.enla_train_status()}")
-    if request.param == "sgemm":
-        ext.allow_brgemm(False)
-        request.addfinalizer(lambda: ext.allow_brgemm(True))
-    elif not ext.uses_brgemm():
-        pytest.skip("oneDNN brgemm is not usable on this machine")
-    return ext
+    return with_gemm(request, ext, "" if ext else native.enla_train_status(), request.param)
 
 
 @pytest.mark.parametrize("variant", ["official", "paper"])
