@@ -40,10 +40,12 @@
 
 #include "blas.h"
 #include "fast_exp.h"
+#include "transpose.h"
 
 namespace {
 
 using enlcn_native::matmul_nn;
+using enlcn_native::transpose;
 
 // Each row r < rows of a (row stride ld, width w) becomes softmax(a[r]); lse[r] = max + log Σ exp(a − max).
 void softmax_rows(float* a, int64_t rows, int64_t w, int64_t ld, float* lse) {
@@ -74,12 +76,6 @@ void softmax_rows(float* a, int64_t rows, int64_t w, int64_t ld, float* lse) {
     for (u = 0; u < w; ++u) row[u] *= inv;
     if (lse) lse[r] = mx + std::log(total);
   }
-}
-
-// dst[c][r] = src[r][c] for r < rows, c < cols (src row stride lds, dst row stride ldd)
-void transpose(const float* src, int64_t rows, int64_t cols, int64_t lds, float* dst, int64_t ldd) {
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) dst[c * ldd + r] = src[r * lds + c];
 }
 
 struct Shapes {
