@@ -14,27 +14,40 @@ shift), amplifications too large for the constant shifts (:data:`enlcn.attention
 non-float32 or non-CPU tensors.
 
 The kernel is compiled with ``torch.utils.cpp_extension`` (``-O3 -march=native -fopenmp``, ~30–60 s once per
-machine, torch version and source) into torch's extension cache, under a name that includes a hash of the
-source, the compile flags, the torch version and this CPU's flags, so that a home directory shared by two
-different CPUs never loads a binary built for the other. Anything that prevents building or loading it (no
-compiler, no ``sgemm_`` symbol in torch's library, a non-x86 machine) makes :func:`load` return ``None``;
-the Python fused path is then used and :func:`status` says why. ``ENLCN_NATIVE=0`` switches it off.
+environment, torch version and source) into torch's extension cache, under a name that includes a hash of
+the source, the compile flags, the torch version, this CPU's flags and the Python environment
+(``sys.prefix``), so that a home directory shared by two different CPUs never loads a binary built for the
+other and two virtual environments on one machine do not rebuild each other's kernels. Anything that
+prevents building or loading it (no compiler, no ``sgemm_`` symbol in torch's library, a non-x86 machine)
+makes :func:`load` return ``None``; the Python fused path is then used and :func:`status` says why.
+``ENLCN_NATIVE=0`` switches it off.
+
+Builds of one kernel are serialised by an ``flock`` on ``enlcn-build.lock`` in its build directory, which
+the kernel releases when its holder dies, so it is never stale. torch's own lock (a ``lock`` file created
+with ``O_EXCL``, waited on forever) found while holding ours can only be a killed builder's: it is removed,
+with a line on stderr. A live holder is waited for at most ``ENLCN_BUILD_WAIT`` seconds (default 300); then
+that kernel falls back to the Python path, and :func:`status` names the lock and the holder's pid.
 """
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
 import math
 import os
 import platform
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
+
+from .. import faultpoint
 
 if TYPE_CHECKING:  # pragma: no cover
     from .enlca import ENLCA
@@ -53,6 +66,16 @@ ENV = "ENLCN_NATIVE"
 #: tokens per block: the block's feature map, (m+1)×256 floats, stays in L2 (measured: 256 faster than
 #: 512 and 1024 at 150×150 on a 2-core AMD EPYC; see enlcn/attention/fast.py)
 BLOCK = 256
+#: our build lock (an ``flock``), in each kernel's build directory; it holds the holder's pid
+LOCK_FILE = "enlcn-build.lock"
+#: torch's build lock (``torch.utils.file_baton.FileBaton``) in the same directory
+TORCH_LOCK = "lock"
+#: at most this many seconds waited for another process's build of the same kernel (default 300)
+WAIT_ENV = "ENLCN_BUILD_WAIT"
+DEFAULT_WAIT = 300.0
+#: seconds between two tries of a held lock
+POLL = 0.1
+
 
 def _cpu_flags() -> str:
     try:
@@ -66,11 +89,12 @@ def _cpu_flags() -> str:
 
 def build_name(source: Path | None = None) -> str:
     """Extension name: changes with the source (default :data:`SOURCE`) and the headers beside it, the flags,
-    the torch version and the CPU's features."""
+    the torch version, the CPU's features and the Python environment (resolved ``sys.prefix``)."""
     source = SOURCE if source is None else source
     headers = [h.read_text() for h in sorted(source.parent.glob("*.h"))]
     flags = " ".join(CFLAGS + LDFLAGS)
-    key = "\n".join([source.read_text(), *headers, flags, torch.__version__, _cpu_flags()])
+    env = str(Path(sys.prefix).resolve())
+    key = "\n".join([source.read_text(), *headers, flags, torch.__version__, _cpu_flags(), env])
     return f"enlcn_{source.stem}_" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
@@ -86,6 +110,98 @@ def _announce_build(cpp_extension: ModuleType, name: str, what: str = "ENLCA CPU
     print(f"enlcn: building the native {what} (once; ~1 min){where}", file=sys.stderr)
 
 
+def build_wait() -> float:
+    """Seconds to wait for another process's build of a kernel: :data:`WAIT_ENV`, default
+    :data:`DEFAULT_WAIT`; a value that is not a number ≥ 0 is a ``ValueError``."""
+    raw = os.environ.get(WAIT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_WAIT
+    try:
+        wait = float(raw)
+    except ValueError:
+        wait = math.nan
+    if not (math.isfinite(wait) and wait >= 0):
+        raise ValueError(f"{WAIT_ENV}={raw!r}: expected a number of seconds ≥ 0 (default {DEFAULT_WAIT:g})")
+    return wait
+
+
+def _holder(fd: int) -> str:
+    """The pid the lock's holder wrote into it (``"?"`` before it has)."""
+    try:
+        return os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+    except OSError:
+        return "?"
+
+
+def _acquire(fd: int, lock: Path, wait: float) -> str | None:
+    """Take the exclusive ``flock`` on ``fd`` (the file ``lock``), waiting at most ``wait`` seconds for a
+    live holder (one line on stderr when it waits): ``None``, or why not."""
+    deadline = time.monotonic() + wait
+    announced = False
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return None
+        except BlockingIOError:
+            pass
+        if not announced:
+            print(
+                f"enlcn: waiting (at most {wait:g} s, {WAIT_ENV}) for process {_holder(fd)}, which holds "
+                f"the native build lock {lock}",
+                file=sys.stderr,
+                flush=True,
+            )
+            announced = True
+        left = deadline - time.monotonic()
+        if left <= 0:
+            pid = _holder(fd)
+            return (
+                f"process {pid} held the build lock {lock} for more than {wait:g} s; if it is stuck, "
+                f"kill it (kill {pid}), or wait longer with {WAIT_ENV}=<seconds>"
+            )
+        time.sleep(min(POLL, left))
+
+
+def _clear_stale_torch_lock(build_dir: Path) -> None:
+    """Remove torch's build lock from ``build_dir``: found while we hold ours, its builder is dead (torch
+    would wait for it forever)."""
+    stale = build_dir / TORCH_LOCK
+    try:
+        stale.unlink()
+    except FileNotFoundError:
+        return
+    print(f"enlcn: removed a stale build lock {stale} (its builder is gone)", file=sys.stderr, flush=True)
+
+
+def _locked(lock: Path, wait: float, build: Callable[[], ModuleType]) -> tuple[ModuleType | None, str | None]:
+    """``(build(), None)`` run holding the build lock ``lock`` (its pid written into it, a stale torch lock
+    beside it removed), or ``(None, why)`` when another process holds it for more than ``wait`` seconds.
+    The lock file is never removed, so two processes never lock two different files of one name."""
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        why = _acquire(fd, lock, wait)
+        if why is not None:
+            return None, why
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            _clear_stale_torch_lock(lock.parent)
+            return build(), None
+        finally:
+            os.ftruncate(fd, 0)  # no pid of a process that no longer holds it
+    finally:
+        os.close(fd)  # releases the flock
+
+
+def _compile(cpp_extension: ModuleType, name: str, source: Path, what: str) -> ModuleType:
+    """``cpp_extension.load`` of ``source`` as ``name`` (call it holding the build lock)."""
+    _announce_build(cpp_extension, name, what)
+    faultpoint.pause("native-build")
+    return cpp_extension.load(
+        name, [str(source)], extra_cflags=list(CFLAGS), extra_ldflags=list(LDFLAGS), verbose=False
+    )
+
+
 def _build(source: Path, what: str) -> tuple[ModuleType | None, str | None]:
     """Build (or load from torch's cache) the extension of ``source``: ``(module, None)`` or ``(None, why)``.
     """
@@ -93,17 +209,21 @@ def _build(source: Path, what: str) -> tuple[ModuleType | None, str | None]:
         return None, f"switched off by {ENV}=0"
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return None, f"not built for {platform.machine()} (x86-64 only)"
+    wait = build_wait()
     try:
         from torch.utils import cpp_extension
 
         name = build_name(source)
-        _announce_build(cpp_extension, name, what)
-        module = cpp_extension.load(
-            name, [str(source)], extra_cflags=list(CFLAGS), extra_ldflags=list(LDFLAGS), verbose=False
+        build_dir = Path(cpp_extension._get_build_directory(name, verbose=False))
+        build_dir.mkdir(parents=True, exist_ok=True)
+        module, why = _locked(
+            build_dir / LOCK_FILE, wait, lambda: _compile(cpp_extension, name, source, what)
         )
-        return module, None
     except Exception as exc:  # noqa: BLE001 - any build/load failure means: use the Python path
         return None, f"build or load failed: {type(exc).__name__}: {str(exc).strip().splitlines()[-1][:300]}"
+    if module is None:
+        print(f"enlcn: the native {what} falls back to the Python path: {why}", file=sys.stderr, flush=True)
+    return module, why
 
 
 #: why a kernel is unavailable (its ``_build`` message), by source file; absent until it was first loaded
