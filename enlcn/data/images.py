@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
+
+from ..atomic import replacing
 
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 
@@ -40,13 +41,6 @@ def _named_errors(path: Path) -> Iterator[None]:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ImageError(f"{path}: cannot read image ({err})") from err
 
-
-
-def file_mode() -> int:
-    """The permissions a plain ``open(path, "w")`` would give a new file under the current umask."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
 
 
 def load_rgb(path: str | os.PathLike) -> np.ndarray:
@@ -80,17 +74,20 @@ def save_rgb(path: str | os.PathLike, image: np.ndarray) -> Path:
     path = Path(path)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"save_rgb expects a uint8 H×W×3 image, got {image.dtype} {image.shape}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix or ".png")
-    os.close(fd)
-    try:
-        Image.fromarray(image).save(tmp)
-        os.chmod(tmp, file_mode())  # mkstemp makes 0600; an output file is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    fmt = _pil_format(path)
+    with replacing(path) as tmp:
+        Image.fromarray(image).save(tmp, format=fmt)
     return path
+
+
+def _pil_format(path: Path) -> str:
+    """Pillow's format name for ``path``'s suffix (PNG when it has none); the temporary has no suffix."""
+    ext = path.suffix.lower() or ".png"
+    Image.init()
+    if ext not in Image.EXTENSION:
+        known = ", ".join(IMAGE_SUFFIXES)
+        raise ValueError(f"{path}: unknown image type {path.suffix!r}; use one of {known}")
+    return Image.EXTENSION[ext]
 
 
 def image_files(folder: str | os.PathLike) -> list[Path]:
