@@ -19,6 +19,7 @@ modules get ``variant="official"`` (orthogonal F, 1e-4 inside φ), which the che
 
 from __future__ import annotations
 
+import pickle
 import re
 from collections.abc import Mapping
 from os import PathLike
@@ -91,33 +92,46 @@ def load_official_checkpoint(
     return model.eval()
 
 
-def read_checkpoint(
-    path: str | PathLike, device: str | torch.device = "cpu", weights_only: bool = False
-) -> Any:
-    """``torch.load`` of ``path``, with a clear error naming the file when it is not a readable checkpoint.
+def read_checkpoint(path: str | PathLike, device: str | torch.device = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``: tensors and plain values only, never code.
 
-    A truncated file, random bytes, an image or any other non-checkpoint raises ``ValueError("<path>: …
-    truncated or not a checkpoint")`` instead of torch's zip / pickle traceback; a missing file raises
-    ``FileNotFoundError`` naming it.
+    A checkpoint is a pickle, and an unrestricted unpickler runs whatever functions the file names — a
+    downloaded ``.pt`` could call ``os.system``. ``weights_only=True`` allows only tensors, containers and
+    plain numbers and strings (all our checkpoints and the official ENLCA ones hold); a file that asks for
+    anything else is refused with ``ValueError("<path>: refused: …")`` before any of its code runs. There is
+    deliberately no unsafe switch. A truncated file, random bytes or an image raises ``ValueError("<path>:
+    truncated or not a checkpoint …")``; a missing file ``FileNotFoundError`` naming it.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
-        return torch.load(path, map_location=device, weights_only=weights_only)
-    except Exception as err:  # noqa: BLE001 - zip, pickle, EOF, unpickling errors all mean the same here
-        detail = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
-        size = path.stat().st_size
+        return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))  # what the file asked for, refused
+        if found is None:  # not a refusal: a damaged file or no pickle at all
+            raise _damaged(path, err) from err
         raise ValueError(
-            f"{path}: truncated or not a checkpoint ({size} bytes; {type(err).__name__}: {detail})"
+            f"{path}: refused: its pickle calls {found.group(1)}, which a weights-only load never runs "
+            "(a checkpoint holds tensors and plain values; do not trust this file)"
         ) from err
+    except Exception as err:  # noqa: BLE001 - zip, EOF errors all mean the same here
+        raise _damaged(path, err) from err
+
+
+def _damaged(path: Path, err: BaseException) -> ValueError:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    # torch's weights-only errors open with a paragraph about its defaults; the cause is further down
+    cause = next((line for line in lines if line.startswith(("Unsupported", "invalid load key"))), None)
+    detail = f"{type(err).__name__}: {(cause or lines[0])[:160]}" if lines else type(err).__name__
+    return ValueError(f"{path}: truncated or not a checkpoint ({path.stat().st_size} bytes; {detail})")
 
 
 def unwrap_state_dict(source: str | PathLike | Mapping[str, Any]) -> dict[str, Tensor]:
     """A flat ``name → tensor`` dict from a path or a (wrapped, possibly ``module.``-prefixed) state dict."""
     state: Any = source
     if not isinstance(source, Mapping):
-        state = read_checkpoint(source, "cpu", weights_only=True)
+        state = read_checkpoint(source, "cpu")
     for wrapper in ("state_dict", "model"):
         if isinstance(state, Mapping) and isinstance(state.get(wrapper), Mapping):
             state = state[wrapper]
