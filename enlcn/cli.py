@@ -24,9 +24,19 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise SystemExit(f"--set expects key=value, got {item!r}")
-        out[key.strip()] = yaml.safe_load(value)
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise ValueError(f"--set {item!r}: the value is not valid YAML ({_yaml_problem(err)})") from err
     return out
+
+
+def _yaml_problem(err: Exception) -> str:
+    """PyYAML's error as one line: what is wrong and where (``line L, column C``)."""
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    mark = getattr(err, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem
 
 
 def load_config_file(path: str | None) -> dict[str, Any]:
@@ -35,9 +45,12 @@ def load_config_file(path: str | None) -> dict[str, Any]:
         return {}
     import yaml
 
-    data = yaml.safe_load(Path(path).read_text())
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML ({_yaml_problem(err)})") from err
     if not isinstance(data, dict):
-        raise SystemExit(f"{path}: expected a YAML mapping of training options, got {type(data).__name__}")
+        raise ValueError(f"{path}: expected a YAML mapping of training options, got {type(data).__name__}")
     return data
 
 
@@ -59,7 +72,14 @@ def _train(args: argparse.Namespace) -> int:
 
     config = train_config(args.profile, **{**load_config_file(args.config), **parse_sets(args.set or [])})
     warm_allocator()  # steps reuse their freed memory instead of page-faulting it back (enlcn.allocator)
-    train = [(lr, hr) for _, lr, hr in image_pairs(args.data, config.scale, "train")]
+    named = image_pairs(args.data, config.scale, "train")
+    for name, lr, _ in named:  # PatchBatches checks too, but knows no file names
+        if min(lr.shape[:2]) < config.lr_patch:
+            raise ValueError(
+                f"{args.data}: training image {name!r} is {lr.shape[0]}×{lr.shape[1]} at LR "
+                f"(×{config.scale}), smaller than the LR patch {config.lr_patch}"
+            )
+    train = [(lr, hr) for _, lr, hr in named]
     val = image_pairs(args.val or args.data, config.scale, "test")
     trainer = Trainer(config, train, val, args.out)  # under torchrun: one process of the DDP run
     summary = trainer.fit(resume=args.resume)
@@ -82,21 +102,30 @@ def _model(args: argparse.Namespace):
     from .train import load_trained
 
     model, config = load_trained(args.checkpoint)
+    if args.scale is not None and args.scale != config.scale:
+        raise ValueError(
+            f"--scale {args.scale}: {args.checkpoint} is a ×{config.scale} model (its scale is stored in it; "
+            "--scale is for --official checkpoints)"
+        )
     return model, config.scale
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate
+    from .atomic import check_writable
+    from .evaluate import check_scorable, evaluate
 
+    if args.save_dir is not None:
+        check_writable(args.save_dir, "--save-dir folder")
     model, scale = _model(args)
-    table = evaluate(
-        model, image_pairs(args.data, scale, "test"), scale, args.mode, args.ensemble, args.save_dir
-    )
+    pairs = image_pairs(args.data, scale, "test")
+    check_scorable(pairs, scale, args.data)
+    table = evaluate(model, pairs, scale, args.mode, args.ensemble, args.save_dir)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     return 0
 
 
 def _upscale(args: argparse.Namespace) -> int:
+    from .atomic import check_writable
     from .data.images import IMAGE_SUFFIXES, image_size, load_rgb, save_rgb
     from .evaluate import check_whole_pass_fits, upscale
     from .metrics import quantize
@@ -109,6 +138,7 @@ def _upscale(args: argparse.Namespace) -> int:
     if out.suffix.lower() not in IMAGE_SUFFIXES:
         raise ValueError(f"{out}: unknown image type {out.suffix!r}; use one of {', '.join(IMAGE_SUFFIXES)}")
     height, width = image_size(src)  # the header only: nothing decoded yet
+    check_writable(out.parent, "output folder")
     model, scale = _model(args)
     if args.mode == "whole":
         check_whole_pass_fits(model, height, width, scale, str(src))
@@ -118,6 +148,7 @@ def _upscale(args: argparse.Namespace) -> int:
 
 
 def _maps(args: argparse.Namespace) -> int:
+    from .atomic import check_writable
     from .data.images import image_size, load_rgb
     from .evaluate import check_whole_pass_fits
     from .explore import Knobs, explore, parse_query
@@ -128,6 +159,7 @@ def _maps(args: argparse.Namespace) -> int:
         raise ValueError(f"{out}: is a folder; give the figure's file name (e.g. maps.png)")
     query = parse_query(args.query)
     height, width = image_size(args.image)
+    check_writable(out.parent, "output folder")
     model, scale = _model(args)
     check_whole_pass_fits(model, height, width, scale, str(args.image))
     knobs = Knobs(k=args.k, m=args.m, seed=args.seed, orthogonal=args.orthogonal)
@@ -302,9 +334,20 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, KeyError, FileNotFoundError, FileExistsError, IndexError, RuntimeError) as err:
-        print(f"enlcn {args.command}: error: {err}", file=sys.stderr)
+    except (ValueError, KeyError, OSError, IndexError, RuntimeError) as err:
+        print(f"enlcn {args.command}: error: {one_line(err)}", file=sys.stderr)
         return 2
+
+
+def one_line(err: BaseException) -> str:
+    """An error as one line: ``KeyError``'s quotes dropped, a bare ``OSError`` as ``<file>: <reason>``."""
+    if isinstance(err, KeyError) and len(err.args) == 1:
+        text = str(err.args[0])
+    elif isinstance(err, OSError) and type(err).__str__ is OSError.__str__ and err.strerror:
+        text = f"{err.filename}: {err.strerror}" if err.filename else err.strerror
+    else:
+        text = str(err)
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

@@ -164,6 +164,25 @@ def upscale(
     return out[0].cpu()
 
 
+#: SSIM's Gaussian window (MATLAB ``ssim_index.m``, as :func:`enlcn.metrics.ssim_y`)
+SSIM_WINDOW = 11
+
+
+def check_scorable(
+    pairs: Iterable[tuple[str, np.ndarray, np.ndarray]], scale: int, where: object = ""
+) -> None:
+    """Before any work: every HR image keeps at least an SSIM window after the ``scale``-pixel border crop
+    (a ``ValueError`` naming the image and ``where`` it came from otherwise)."""
+    for name, _, hr in pairs:
+        height, width = hr.shape[:2]
+        if min(height, width) - 2 * scale < SSIM_WINDOW:
+            prefix = f"{where}: " if where else ""
+            raise ValueError(
+                f"{prefix}image {name!r} is {height}×{width}: too small to score at ×{scale} (PSNR and SSIM "
+                f"crop {scale} px on each side and SSIM needs {SSIM_WINDOW}×{SSIM_WINDOW} pixels)"
+            )
+
+
 def evaluate(
     model: nn.Module,
     pairs: Iterable[tuple[str, np.ndarray, np.ndarray]],

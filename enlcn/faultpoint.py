@@ -21,7 +21,7 @@ ENV = "ENLCN_PAUSE_AT"
 
 #: the points the code defines (a test naming another one would wait forever: :func:`pause` checks)
 POINTS = (
-    "log-created",  # train_log.csv exists, its header not yet on disk
+    "log-created",  # train_log.csv created and open for appending, no row written yet
     "log-row",  # a train_log.csv row written, not yet flushed
     "checkpoint-write",  # a checkpoint's temporary file written, not yet renamed into place
     "validation",  # inside validation, before its row is written

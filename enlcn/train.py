@@ -16,12 +16,13 @@ checkpoint on every rank.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import math
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -36,8 +37,10 @@ from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
+from . import atomic, faultpoint
 from .data.datasets import random_patch
 from .data.images import to_tensor
+from .folderlock import FolderLock
 from .models import build_model, contrastive_loss, set_contrastive
 from .models.checkpoints import read_checkpoint
 from .variants import DEVIATIONS
@@ -218,17 +221,16 @@ def torchrun_ranks() -> tuple[int, int, int]:
 
 # -- checkpoints -----------------------------------------------------------------------------------
 def save_atomic(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``torch.save`` to a temporary file beside ``path``, then rename: never a half-written checkpoint.
+
+    The checkpoint is serialised in memory first and written with plain file I/O, so that a full disk or a
+    read-only folder is an :class:`enlcn.atomic.WriteError` naming ``path`` and the reason (torch's own
+    writer reports them as ``[enforce fail at inline_container.cc]``).
+    """
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    with atomic.replacing(path, point="checkpoint-write") as tmp:
+        tmp.write_bytes(buffer.getbuffer())
 
 
 def paired_backbone_init(model: torch.nn.Module, seed: int) -> None:
@@ -347,8 +349,12 @@ class Trainer:
 
         Under torchrun the process group this trainer opened is closed at the end: one ``fit`` per trainer.
         """
+        if self.is_main:  # before any work: a folder we cannot write, or another process's run
+            atomic.check_writable(self.out_dir, "run folder")
+        lock = FolderLock(self.out_dir, "trained") if self.is_main else contextlib.nullcontext()
         try:
-            return self._fit(resume, stop_after, progress)
+            with lock:
+                return self._fit(resume, stop_after, progress)
         finally:
             if self.owns_process_group:
                 dist.destroy_process_group()
@@ -361,19 +367,18 @@ class Trainer:
         latest = self.out_dir / "checkpoints" / "latest.pt"
         if resume and latest.exists():  # every rank loads the checkpoint
             self.load_state(read_checkpoint(latest, self.device))
-        elif not resume and latest.exists():
+        elif not resume and (found := run_files(self.out_dir)):
             raise FileExistsError(
-                f"{self.out_dir} already holds a run; pass resume=True or use another folder"
+                f"{self.out_dir} already holds a run ({', '.join(found)}); pass --resume (resume=True) to "
+                "continue it, or use another folder"
             )
-        elif resume and self.is_main:
+        elif resume and self.is_main and run_files(self.out_dir):
             print(f"{self.out_dir}: no checkpoint to resume from; starting at step 0", file=sys.stderr)
         if self.is_main:  # whatever a killed session wrote after the checkpoint it resumes from goes
-            truncate_log(self.out_dir / "train_log.csv", self.step)
-            truncate_log(self.out_dir / "val_log.csv", self.step, header=False)
+            repair_log(self.out_dir / "train_log.csv", self.step, StepLog.COLUMNS)
+            repair_log(self.out_dir / "val_log.csv", self.step, VAL_COLUMNS, header=False)
             clear_stale_temporaries(self.out_dir)
-        if self.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            (self.out_dir / "config.json").write_text(json.dumps(asdict(self.config), indent=2))
+            atomic.write_text(self.out_dir / "config.json", json.dumps(asdict(self.config), indent=2))
         end = cfg.total_steps if stop_after is None else min(cfg.total_steps, self.step + stop_after)
         # the loader gets its own generator: iterating a DataLoader draws a seed from the generator it is
         # given, and drawing it from the global RNG would shift the projection redraws after a resume
@@ -393,29 +398,31 @@ class Trainer:
         )
         t0 = time.perf_counter()
         self.model.train()
-        for lr, hr in loader:
-            epoch = self.step // cfg.iters_per_epoch
-            if self.step % cfg.iters_per_epoch == 0:
-                self.model.on_epoch_start()
-            set_contrastive(self.model, epoch >= cfg.warmup_epochs)
-            l1, cl = self.train_step(lr.to(self.device), hr.to(self.device))
-            self.step += 1
+        try:
+            for lr, hr in loader:
+                epoch = self.step // cfg.iters_per_epoch
+                if self.step % cfg.iters_per_epoch == 0:
+                    self.model.on_epoch_start()
+                set_contrastive(self.model, epoch >= cfg.warmup_epochs)
+                l1, cl = self.train_step(lr.to(self.device), hr.to(self.device))
+                self.step += 1
+                if log is not None:
+                    lr_now = self.optimizer.param_groups[0]["lr"]
+                    log.write(step=self.step, epoch=epoch, l1=l1, contrastive=cl, lr=lr_now)
+                bar.set_postfix(l1=f"{l1:.4f}", cl="-" if cl is None else f"{cl:.3f}")
+                bar.update()
+                if self.step % cfg.iters_per_epoch == 0:
+                    self.scheduler.step()
+                    if (self.step // cfg.iters_per_epoch) % cfg.val_every == 0:
+                        if self.is_main:
+                            self.validate(epoch)
+                        self.share_rng()
+                if self.is_main and (self.step % cfg.checkpoint_every == 0 or self.step == end):
+                    self.checkpoint()
+        finally:  # an error then starts on a line of its own, after the bar
+            bar.close()
             if log is not None:
-                lr_now = self.optimizer.param_groups[0]["lr"]
-                log.write(step=self.step, epoch=epoch, l1=l1, contrastive=cl, lr=lr_now)
-            bar.set_postfix(l1=f"{l1:.4f}", cl="-" if cl is None else f"{cl:.3f}")
-            bar.update()
-            if self.step % cfg.iters_per_epoch == 0:
-                self.scheduler.step()
-                if (self.step // cfg.iters_per_epoch) % cfg.val_every == 0:
-                    if self.is_main:
-                        self.validate(epoch)
-                    self.share_rng()
-            if self.is_main and (self.step % cfg.checkpoint_every == 0 or self.step == end):
-                self.checkpoint()
-        bar.close()
-        if log is not None:
-            log.close()
+                log.close()
         if self.distributed:
             dist.barrier()  # the last checkpoint is written before any rank returns
         return {"step": self.step, "best_psnr": self.best_psnr, "seconds": time.perf_counter() - t0}
@@ -464,7 +471,8 @@ class Trainer:
         ]
         self.model.train()
         psnr = float(np.mean(scores))
-        with open(self.out_dir / "val_log.csv", "a", newline="") as f:
+        faultpoint.pause("validation")
+        with open(self.out_dir / "val_log.csv", "a", newline="") as f:  # one row: see repair_log
             csv.writer(f).writerow([self.step, epoch, f"{psnr:.4f}"])
         if psnr > self.best_psnr:
             self.best_psnr = psnr
@@ -472,20 +480,47 @@ class Trainer:
         return psnr
 
 
-def truncate_log(path: Path, step: int, header: bool = True) -> None:
-    """Drop the rows of a step log (first column: step) after ``step``, atomically; ``header``: keep row 1."""
+#: the columns of ``val_log.csv`` (written without a header row, read with ``header=None``)
+VAL_COLUMNS = ("step", "epoch", "val_psnr")
+
+#: the files that make a folder a run's (a fresh run refuses such a folder unless it resumes)
+RUN_FILES = ("config.json", "train_log.csv", "val_log.csv", "checkpoints/latest.pt", "checkpoints/best.pt")
+
+
+def run_files(folder: Path) -> list[str]:
+    """The :data:`RUN_FILES` present in ``folder``."""
+    return [name for name in RUN_FILES if (folder / name).exists()]
+
+
+def repair_log(path: Path, step: int, columns: Sequence[str], header: bool = True) -> None:
+    """Make a step log (first column: the step) valid after a kill at any byte, keeping its rows ≤ ``step``.
+
+    Kept: the complete rows (ending in a newline, ``len(columns)`` fields, an integer step) up to ``step``.
+    Dropped: a torn last line, rows after ``step`` (written after the checkpoint the run resumes from).
+    ``header``: the file starts with the row ``columns``, restored if a kill left it missing or torn (an
+    empty file, as a kill between creating the log and writing its header leaves). Rewritten atomically,
+    and only when something changes.
+    """
     if not path.exists():
         return
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    head, body = (rows[:1], rows[1:]) if header else ([], rows)
-    kept = head + [r for r in body if r and int(r[0]) <= step]
-    if kept == rows:
-        return
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as f:
-        csv.writer(f).writerows(kept)
-    os.replace(tmp, path)
+    text = path.read_bytes().decode(errors="replace")  # as written: the csv module ends rows in \r\n
+    lines = [line for line in text.splitlines(keepends=True) if line.endswith("\n")]  # torn: no newline
+    head = ",".join(columns)
+    if header and lines and lines[0].rstrip("\r\n") == head:
+        lines = lines[1:]
+    kept = [line for line in lines if _logged_step(line, len(columns)) is not None
+            and _logged_step(line, len(columns)) <= step]
+    new = (head + "\r\n" if header else "") + "".join(kept)
+    if new != text:
+        atomic.write_text(path, new)
+
+
+def _logged_step(line: str, n_fields: int) -> int | None:
+    fields = next(csv.reader([line]), [])
+    try:
+        return int(fields[0]) if len(fields) == n_fields else None
+    except ValueError:
+        return None
 
 
 def clear_stale_temporaries(folder: Path) -> list[Path]:
@@ -501,23 +536,48 @@ def clear_stale_temporaries(folder: Path) -> list[Path]:
 
 
 class StepLog:
-    """Appends one CSV row per step (flushed each row, so a crash loses nothing written)."""
+    """Appends one CSV row per step, flushed each row, under a header that is never half there.
+
+    The header is written atomically before the file is opened for appending (a kill right after creating
+    the log used to leave it empty, and the resumed run then wrote rows without a header); a row torn by
+    a kill is dropped by :func:`repair_log` when the run resumes.
+    """
 
     COLUMNS = ("step", "epoch", "l1", "contrastive", "lr")
 
     def __init__(self, path: Path) -> None:
-        new = not path.exists()
+        if not path.exists() or path.stat().st_size == 0:
+            atomic.write_text(path, ",".join(self.COLUMNS) + "\r\n")
         self.file = open(path, "a", newline="")  # noqa: SIM115
         self.writer = csv.DictWriter(self.file, self.COLUMNS)
-        if new:
-            self.writer.writeheader()
+        faultpoint.pause("log-created")
 
     def write(self, **row: Any) -> None:
         self.writer.writerow(row)
+        faultpoint.pause("log-row")
         self.file.flush()
 
     def close(self) -> None:
         self.file.close()
+
+
+def check_weights_match(
+    path: Path, weights: dict[str, Tensor], expected: dict[str, Tensor], what: str
+) -> None:
+    """One ``ValueError`` line naming ``path`` when its ``weights`` are not those of the model its config
+    describes (``what``): how many keys are missing, unexpected or of another shape, and the first few."""
+    missing = [k for k in expected if k not in weights]
+    unexpected = [k for k in weights if k not in expected]
+    shapes = [k for k in expected if k in weights and tuple(weights[k].shape) != tuple(expected[k].shape)]
+    problems = [
+        f"{len(keys)} {kind} ({', '.join(keys[:3])}{', …' if len(keys) > 3 else ''})"
+        for kind, keys in (("missing", missing), ("unexpected", unexpected), ("of another shape", shapes))
+        if keys
+    ]
+    if problems:
+        raise ValueError(
+            f"{path}: its weights are not a {what} model, as its config says: keys " + "; ".join(problems)
+        )
 
 
 def load_trained(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, TrainConfig]:
@@ -531,5 +591,6 @@ def load_trained(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Module
         )
     config = TrainConfig.from_dict(state["config"])
     model = build_model(config.model, config.scale, config.preset, attention=config.attention)
+    check_weights_match(path, state["model"], model.state_dict(), f"{config.model} ×{config.scale}")
     model.load_state_dict(state["model"])
     return model.to(device).eval(), config

@@ -16,7 +16,7 @@ def test_parse_sets_reads_yaml_values():
         "milestones": [1, 2],
         "variant": "paper",
     }
-    with pytest.raises(SystemExit):
+    with pytest.raises(ValueError, match="--set expects key=value"):
         parse_sets(["epochs"])
 
 

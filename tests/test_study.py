@@ -110,21 +110,6 @@ def test_an_interrupted_run_resumes_and_records_both_sessions(tmp_path):
     assert summary["steps"] == cfg.total_steps
 
 
-def test_lock_refuses_a_second_live_process(tmp_path):
-    import os
-
-    folder = tmp_path / "r"
-    folder.mkdir()
-    (folder / ".lock").write_text(str(os.getppid()))  # a live process that is not us
-    with pytest.raises(RuntimeError, match="being trained by process"):
-        with study.RunLock(folder):
-            pass
-    (folder / ".lock").write_text("999999999")  # stale
-    with study.RunLock(folder):
-        assert (folder / ".lock").read_text() == str(os.getpid())
-    assert not (folder / ".lock").exists()
-
-
 def _scores(values: dict[str, list[float]]) -> pd.DataFrame:
     rows = []
     for run, psnrs in values.items():

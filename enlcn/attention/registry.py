@@ -31,12 +31,17 @@ def attention_class(kind: str) -> type[Attention]:
     return getattr(importlib.import_module(module_name), cls_name)
 
 
+class OptionError(ValueError, TypeError):
+    """An option a module or model does not have (a ``TypeError`` as for a wrong keyword, and a
+    ``ValueError`` as for any bad setting: the CLI reports it in one line)."""
+
+
 def make_options(cls: type[Attention], options: dict[str, Any]) -> Any:
     """Build ``cls.Options`` from keyword options, naming any option the kind does not have."""
     known = {f.name for f in dataclasses.fields(cls.Options)}
     unknown = sorted(set(options) - known)
     if unknown:
-        raise TypeError(
+        raise OptionError(
             f"{cls.__name__} has no option(s) {', '.join(map(repr, unknown))}; "
             f"its options are: {', '.join(sorted(known)) or '(none)'}"
         )

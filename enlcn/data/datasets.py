@@ -37,7 +37,11 @@ class PairedImages(Dataset):
 
     def __getitem__(self, i: int) -> tuple[str, np.ndarray, np.ndarray]:
         path = self.hr_files[i]
-        hr = modcrop(load_rgb(path), self.scale)
+        hr = load_rgb(path)
+        if min(hr.shape[:2]) < self.scale:
+            size = f"{hr.shape[0]}×{hr.shape[1]}"
+            raise ImageError(f"{path}: {size} pixels, smaller than the scale {self.scale}")
+        hr = modcrop(hr, self.scale)
         if self.lr_dir is None:
             if i not in self._lr_cache:
                 self._lr_cache[i] = bicubic_downscale(hr, self.scale)

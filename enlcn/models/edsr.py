@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from ..attention import KINDS, Attention, build_attention
+from ..attention.registry import OptionError
 from ..profiles import ModelPreset, get_model_preset
 
 #: DIV2K RGB mean used by EDSR's MeanShift (std 1)
@@ -137,7 +138,7 @@ def model_config(name: str, scale: int, preset: str = "paper", **overrides: Any)
         overrides["attention_options"] = overrides.pop("attention")
     unknown = sorted(set(overrides) - set(OVERRIDABLE))
     if unknown:
-        raise TypeError(
+        raise OptionError(
             f"build_model got unknown override(s) {', '.join(map(repr, unknown))}; "
             f"allowed: {', '.join(OVERRIDABLE)} (and attention=)"
         )

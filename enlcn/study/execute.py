@@ -58,7 +58,7 @@ def train_run(profile: str, run: Run, root: Path = REPO, progress: bool = True) 
         write_json_atomic(sessions_path, sessions)
         t0, c0 = time.perf_counter(), time.process_time()
         try:
-            trainer.fit(resume=resume, progress=progress)
+            trainer.fit(resume=True, progress=progress)  # from step 0 when there is no checkpoint
         finally:  # an interrupted session's time counts too (it resumes from its last checkpoint)
             sessions[-1].update(
                 finished_step=int(trainer.step),
