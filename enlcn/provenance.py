@@ -49,17 +49,29 @@ def _git(repo: Path, *args: str) -> str:
     ).stdout.strip()
 
 
+#: outputs the build itself writes (executed notebooks, results): they do not make the code dirty
+OUTPUT_PATHS = ("book/notebooks", "results")
+
+
+def uncommitted_files(repo: Path = REPO) -> list[str]:
+    """The tracked files (code, not :data:`OUTPUT_PATHS`) with uncommitted changes; ``[]`` when clean or
+    when there is no repository to ask."""
+    excluded = [f":!{path}" for path in OUTPUT_PATHS]
+    try:
+        changed = _git(repo, "diff", "--name-only", "HEAD", "--", ".", *excluded)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return sorted(changed.splitlines())
+
+
 def git_commit(repo: Path = REPO) -> str:
-    """The current commit (``-dirty`` when code, not outputs, has uncommitted changes), or ``unknown``."""
+    """The current commit (``-dirty`` when code, not outputs, has uncommitted changes: which ones,
+    :func:`uncommitted_files`), or ``unknown``."""
     try:
         sha = _git(repo, "rev-parse", "--short=12", "HEAD")
-        # outputs the build itself writes (executed notebooks, results) do not make the code dirty
-        dirty = _git(
-            repo, "status", "--porcelain", "--untracked-files=no", "--", ".", ":!book/notebooks", ":!results"
-        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    return sha + ("-dirty" if dirty else "")
+    return sha + ("-dirty" if uncommitted_files(repo) else "")
 
 
 def cpu_model() -> str:
@@ -134,6 +146,8 @@ class Provenance:
     parameters: dict[str, Any]
     seed: int | None
     commit: str = field(default_factory=git_commit)
+    # with a -dirty commit: the code files that differed from it (so a reader knows what was not committed)
+    uncommitted: list[str] = field(default_factory=uncommitted_files)
     versions: dict[str, str] = field(default_factory=versions)
     hardware: dict[str, Any] = field(default_factory=hardware)
     started: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))

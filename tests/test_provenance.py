@@ -37,3 +37,25 @@ def test_atomic_writes_leave_no_partial_file(tmp_path):
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["x.json"]
     csv = write_csv_atomic(tmp_path / "t.csv", pd.DataFrame({"a": [1, 2]}))
     assert csv.read_text().splitlines() == ["a", "1", "2"]
+
+
+def test_a_dirty_commit_says_which_code_was_uncommitted(tmp_path):
+    import subprocess
+
+    from enlcn.provenance import git_commit, uncommitted_files
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    for name in ("enlcn/a.py", "results/r.csv", "book/notebooks/n.ipynb"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("1\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    (tmp_path / "results" / "r.csv").write_text("2\n")  # outputs the build writes: still clean
+    (tmp_path / "book" / "notebooks" / "n.ipynb").write_text("2\n")
+    assert not git_commit(tmp_path).endswith("-dirty") and uncommitted_files(tmp_path) == []
+    (tmp_path / "enlcn" / "a.py").write_text("2\n")
+    assert git_commit(tmp_path).endswith("-dirty")
+    assert uncommitted_files(tmp_path) == ["enlcn/a.py"]
