@@ -113,3 +113,19 @@ def test_check_parameters_converts_papermill_strings():
         check_parameters({"queries": "many"}, queries=int)
     with pytest.raises(ValueError, match="unknown profile 'gpu'"):
         check_parameters({"profile": "gpu"}, profile=str)
+
+
+BOOK_NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "book" / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", BOOK_NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_machine_path_is_shown_in_the_book(path):
+    """An absolute path of the machine that built the book (a cell ending in a call that returns the
+    written file's Path) is no reader's business."""
+    import re
+
+    for c in cells(path):
+        for output in c.get("outputs", []):
+            shown = json.dumps(output.get("data", {})) + json.dumps(output.get("text", ""))
+            found = re.search(r"PosixPath\('/[^']*'\)|(?:/work|/home|/root|/tmp)/[\w.-]+/", shown)
+            assert found is None, f"{path.name}: shows {found.group(0)!r}"
