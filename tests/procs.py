@@ -17,13 +17,68 @@ from pathlib import Path
 DEFAULT_TIMEOUT = 600.0
 
 
-def kill_group(proc: subprocess.Popen) -> None:
-    """SIGKILL ``proc``'s whole process group (torchrun's workers, compilers) and reap ``proc``."""
+def _table() -> dict[int, tuple[int, int, int]]:
+    """Every process: pid → (parent pid, process group, session), from ``/proc/<pid>/stat``."""
+    table = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                stat = Path(f"/proc/{name}/stat").read_text()
+            except OSError:  # ended meanwhile
+                continue
+            fields = stat.rsplit(")", 1)[1].split()  # state, ppid, pgrp, session, ...
+            table[int(name)] = (int(fields[1]), int(fields[2]), int(fields[3]))
+    return table
+
+
+def family(pid: int, with_pid: bool = True) -> set[int]:
+    """The processes of ``pid``'s process group and session, and everything any of them started, even in a
+    session of its own (torchrun's workers: killing torchrun's group leaves them running). ``with_pid``:
+    ``pid`` is still ours (not yet reaped), so it and its children count too."""
+    table = _table()
+    found = {p for p, (_, group, session) in table.items() if pid in (group, session)}
+    if with_pid and pid in table:
+        found.add(pid)
+    children: dict[int, list[int]] = {}
+    for p, (parent, _, _) in table.items():
+        children.setdefault(parent, []).append(p)
+    todo = list(found)
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    found.discard(os.getpid())
+    return found
+
+
+def _signal(pid: int, sig: int) -> None:
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
         pass
-    proc.wait()
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL ``proc``, its process group and everything they started (torchrun's workers, which run in
+    sessions of their own; compilers), and reap ``proc``.
+
+    Each process found is stopped first and the tree read again until it grows no more, so that nothing
+    forks past the kill, and no child is orphaned (hence unfindable) by its parent dying first."""
+    stopped: set[int] = set()
+    try:
+        while new := family(proc.pid, with_pid=proc.returncode is None) - stopped:
+            for pid in new:
+                _signal(pid, signal.SIGSTOP)
+            stopped |= new
+    finally:
+        for pid in stopped:
+            _signal(pid, signal.SIGKILL)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        proc.wait()
 
 
 @contextmanager
@@ -36,17 +91,33 @@ def started(cmd: Sequence[str], **kwargs) -> Iterator[subprocess.Popen]:
         kill_group(proc)
 
 
-def run(cmd: Sequence[str], timeout: float = DEFAULT_TIMEOUT, **kwargs) -> subprocess.CompletedProcess:
-    """Like ``subprocess.run(cmd, capture_output=True, text=True)``, but a timeout (or any error) ends the
-    command's whole process group before raising."""
+def run(
+    cmd: Sequence[str], timeout: float = DEFAULT_TIMEOUT, check: bool = False, **kwargs
+) -> subprocess.CompletedProcess:
+    """Like ``subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=check)``, but a
+    timeout (or any error, KeyboardInterrupt and pytest-timeout included) ends the command with everything
+    it started (:func:`kill_group`) before raising."""
     with started(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs) as proc:
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             kill_group(proc)
-            out, err = proc.communicate()
+            out, err = _rest(proc)
             raise subprocess.TimeoutExpired(proc.args, timeout, out, err) from None
-        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    if check and proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, proc.args, out, err)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _rest(proc: subprocess.Popen) -> tuple[str, str]:
+    """What a killed ``proc`` had written; what a process that escaped the kill holds open is left unread."""
+    try:
+        return proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+        return "", ""
 
 
 def state(pid: int) -> str:
@@ -77,8 +148,7 @@ def killed_at(cmd: Sequence[str], point: str, timeout: float = DEFAULT_TIMEOUT, 
     with tempfile.TemporaryFile("w+") as log:  # a file, not a pipe: a full pipe would block, not stop
         with started(cmd, stdout=subprocess.DEVNULL, stderr=log, env=env, **kwargs) as proc:
             wait_stopped(proc, timeout)
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            kill_group(proc)  # SIGKILL, from outside, to it and everything it started
         log.seek(0)
         err = log.read()
     assert proc.returncode == -signal.SIGKILL, err[-3000:]

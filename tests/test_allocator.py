@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import platform
-import subprocess
 import sys
 
 import pytest
+from procs import run
 
 
 @pytest.mark.skipif(platform.system() != "Linux", reason="glibc's mallopt")
@@ -15,7 +15,7 @@ def test_warm_allocator_is_applied_and_recorded_in_a_fresh_process():
         "from enlcn import allocator as a; before = a.state(); ok = a.warm_allocator(); "
         "print(before, '|', ok, '|', a.state())"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = run([sys.executable, "-c", code], check=True).stdout
     before, ok, after = (s.strip() for s in out.split("|"))
     assert before == "default" and ok == "True" and after.startswith("glibc: freed memory kept")
 

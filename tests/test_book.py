@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,6 +13,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 import yaml
+from procs import run
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
@@ -228,7 +228,7 @@ def test_run_notebooks_is_atomic_and_names_the_failing_notebook(runner, tmp_path
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1200)
 def test_book_builds_offline(tmp_path, gen):
     pytest.importorskip("enlcn.variants")
     jb = Path(sys.executable).with_name("jupyter-book")
@@ -239,13 +239,7 @@ def test_book_builds_offline(tmp_path, gen):
     shutil.copytree(BOOK, book, ignore=shutil.ignore_patterns("_build", "*.tmp.ipynb", "__pycache__"))
     assert gen.main(["--output", str(book / "deviations.md")]) == 0
     env = {k: v for k, v in os.environ.items() if not k.startswith(("http_proxy", "https_proxy"))}
-    proc = subprocess.run(
-        [str(jb), "build", str(book), "--all", "-W", "--keep-going"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=800,
-    )
+    proc = run([str(jb), "build", str(book), "--all", "-W", "--keep-going"], env=env, timeout=1000)
     assert proc.returncode == 0, f"jupyter-book build failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
     html = book / "_build" / "html"
     index = (html / "index.html").read_text(encoding="utf-8")

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
+from procs import enlcn, run
 
 from enlcn.cli import main, parse_sets
 
@@ -58,7 +56,7 @@ def test_trained_checkpoint_round_trip(tmp_path):
 
 
 def test_python_dash_m_works():
-    out = subprocess.run([sys.executable, "-m", "enlcn", "deviations"], capture_output=True, text=True)
+    out = run(enlcn("deviations"))
     assert out.returncode == 0 and "Random projection F" in out.stdout
 
 

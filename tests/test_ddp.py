@@ -9,12 +9,12 @@ average gradients, differs by ~9e-3. TOL sits between the two by orders of magni
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
+from procs import run
 
 TOL = 1e-5
 STEPS = 6
@@ -50,11 +50,9 @@ def train(tmp_path, out: str, mode: str = "full", nproc: int = 1) -> None:
     if nproc > 1:
         launch += ["-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--standalone"]
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE")}
-    proc = subprocess.run(
+    proc = run(  # its whole process tree ends on a timeout: torchrun's workers run in sessions of their own
         [*launch, str(script), str(tmp_path / out), mode],
-        capture_output=True,
-        text=True,
-        timeout=180,
+        timeout=600,  # the four runs take ~25 s together on an idle 2-core machine: generous when loaded
         env={**env, "OMP_NUM_THREADS": "1"},
         cwd=tmp_path,
     )
@@ -84,6 +82,7 @@ def log_rows(path) -> list[list[float]]:
     return [[float(v) for v in line.split(",")] for line in lines[1:]]
 
 
+@pytest.mark.timeout(4 * 600 + 300)  # four runs of up to 600 s each
 def test_two_processes_train_like_one(tmp_path):
     from enlcn.models import build_model
 

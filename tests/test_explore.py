@@ -147,11 +147,13 @@ def test_the_committed_offline_explorer_data_is_the_cpu_models():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # chromium may take up to 600 s on a loaded machine
 def test_offline_explorer_page_draws_in_headless_chromium():
     """The built page draws its maps with no network (needs `make book-html` and Debian's chromium)."""
     import shutil
-    import subprocess
     from pathlib import Path
+
+    from procs import run
 
     page = Path(__file__).resolve().parents[1] / "book" / "_build" / "html" / "explorer.html"
     chromium = shutil.which("chromium")
@@ -159,6 +161,5 @@ def test_offline_explorer_page_draws_in_headless_chromium():
         pytest.skip("needs chromium and a built book")
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
              "--no-first-run", "--virtual-time-budget=8000", "--dump-dom"]
-    run = subprocess.run([chromium, *flags, page.as_uri()], capture_output=True, text=True, timeout=120)
-    dom = run.stdout
+    dom = run([chromium, *flags, page.as_uri()], timeout=600).stdout
     assert 'data-drawn="1"' in dom and "TV(estimate, exact)" in dom

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-import subprocess
 import sys
 import textwrap
 
 import numpy as np
 import pytest
 import torch
+from procs import run
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from enlcn.attention import enla, gaussian_projection, random_features
@@ -169,7 +169,7 @@ def test_enla_peak_memory_is_far_below_n_squared():
         print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
         """
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = run([sys.executable, "-c", code], check=True)
     peak_bytes = int(out.stdout.strip())
     n_squared_bytes = (200 * 200) ** 2 * 4  # 6.4 GB
     assert peak_bytes < n_squared_bytes / 50, peak_bytes

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import platform
 import shutil
-import subprocess
 import sys
 
 import pytest
 import torch
 from conftest import reference_forward
+from procs import run
 
 from enlcn.attention import build_attention, native
 from enlcn.attention.fast import _enlca_whole, constant_shifts
@@ -172,7 +172,7 @@ def test_unsupported_inputs_take_the_python_path():
 def test_switched_off_by_the_environment():
     code = "from enlcn.attention import native; print(native.status())"
     env = {**os.environ, native.ENV: "0"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    out = run([sys.executable, "-c", code], env=env, check=True)
     assert out.stdout.strip() == f"python: switched off by {native.ENV}=0"
 
 

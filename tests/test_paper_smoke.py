@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from paper_fixture import make_paper_data
+from procs import run
 
 pytestmark = [pytest.mark.paper_smoke, pytest.mark.timeout(2700)]  # minutes on two cores
 REPO = Path(__file__).resolve().parents[1]
@@ -53,8 +53,8 @@ def test_every_notebook_runs_under_the_paper_profile(smoke):
     root, out = smoke
     assert {p.stem for p in out.glob("*.ipynb")} == set(ORDER)
     study = root / "results" / "paper" / "study"
-    for run in ("base", "enlca", "nla"):
-        cfg = (study / run / "config.json").read_text()
+    for name in ("base", "enlca", "nla"):
+        cfg = (study / name / "config.json").read_text()
         assert '"preset": "paper"' in cfg and '"iters_per_epoch": 2' in cfg
     scores = (study / "enlca" / "scores.csv").read_text()
     for benchmark in ("Set5", "Set14", "B100", "Urban100", "Manga109"):
@@ -77,10 +77,8 @@ def test_the_book_builds_from_the_paper_outputs(smoke, tmp_path):
     shutil.copytree(REPO / "book", book, ignore=shutil.ignore_patterns("_build", "notebooks"))
     shutil.copytree(out, book / "notebooks")
     py = sys.executable
-    subprocess.run([py, str(REPO / "book" / "gen_deviations.py"), "--output", str(book / "deviations.md")],
-                   check=True)
+    run([py, str(REPO / "book" / "gen_deviations.py"), "--output", str(book / "deviations.md")], check=True)
     jb = Path(py).with_name("jupyter-book")
-    run = subprocess.run([str(jb), "build", str(book), "--all", "-W", "--keep-going"], capture_output=True,
-                         text=True, timeout=900)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    built = run([str(jb), "build", str(book), "--all", "-W", "--keep-going"], timeout=1200)
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     assert "Table 1" in (book / "_build" / "html" / "notebooks" / "findings.html").read_text()
