@@ -374,6 +374,8 @@ class Trainer:
             )
         elif resume and self.is_main and run_files(self.out_dir):
             print(f"{self.out_dir}: no checkpoint to resume from; starting at step 0", file=sys.stderr)
+        if self.distributed:  # every rank has looked at the folder before rank 0 writes to it
+            dist.barrier()
         if self.is_main:  # whatever a killed session wrote after the checkpoint it resumes from goes
             repair_log(self.out_dir / "train_log.csv", self.step, StepLog.COLUMNS)
             repair_log(self.out_dir / "val_log.csv", self.step, VAL_COLUMNS, header=False)

@@ -40,12 +40,12 @@ def test_atomic_writes_leave_no_partial_file(tmp_path):
 
 
 def test_a_dirty_commit_says_which_code_was_uncommitted(tmp_path):
-    import subprocess
+    import procs
 
     from enlcn.provenance import git_commit, uncommitted_files
 
     def git(*args):
-        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+        procs.run(["git", "-C", str(tmp_path), *args], check=True, timeout=60)
 
     git("init", "-q")
     for name in ("enlcn/a.py", "results/r.csv", "book/notebooks/n.ipynb"):
