@@ -279,3 +279,11 @@ def test_public_api_lists_runs_opens_models_and_draws_fresh_test_images():
     assert len(fresh["selfsim"]) == len(fixed["selfsim"])
     assert not np.array_equal(fresh["selfsim"][0][2], fixed["selfsim"][0][2])  # another draw
     assert np.array_equal(study.test_sets("quick", seed=12345)["selfsim"][0][2], fresh["selfsim"][0][2])
+
+
+def test_verdicts_of_no_scores_keep_their_columns():
+    """The ablations notebook pivots the verdicts by test set: before any run it must get an empty table."""
+    empty = pd.DataFrame(columns=["run", "seed", "test_set", "image", "psnr", "ssim"])
+    verdict = study.verdicts(empty)
+    assert verdict.empty and {"claim", "test set", "verdict"} <= set(verdict.columns)
+    assert verdict.pivot(index=["claim", "paper", "paper Δ"], columns="test set", values=["verdict"]).empty

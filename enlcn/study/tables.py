@@ -100,4 +100,5 @@ def verdicts(scores: pd.DataFrame, z: float = 2.0) -> pd.DataFrame:
             else:
                 verdict = "not resolved (within noise)"
             rows.append({**row, "our Δ": delta, f"noise ({z:g}·√2·σ)": bound, "verdict": verdict})
-    return pd.DataFrame(rows)
+    # no test set scored yet: the columns still exist, so tables built from it are empty, not errors
+    return pd.DataFrame(rows, columns=None if rows else ["claim", "paper", "paper Δ", "test set", "verdict"])
