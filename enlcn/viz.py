@@ -59,12 +59,23 @@ def plot_training_curves(epochs: Mapping[str, pd.DataFrame], val: Mapping[str, p
 
 
 def plot_exploration(
-    lr: np.ndarray, results: Mapping[str, Exploration], repeats: np.ndarray | None = None, log: bool = True
+    lr: np.ndarray,
+    results: Mapping[str, Exploration],
+    repeats: np.ndarray | None = None,
+    log: bool = True,
+    fig: plt.Figure | None = None,
 ) -> plt.Figure:
     """One row per model: the LR image with the query (and its true repeats outlined), the exact map, the
-    ENLA estimate, their difference, and the numbers of :func:`enlcn.explore.map_numbers`."""
-    fig, axes = plt.subplots(len(results), 5, figsize=(15, 3.0 * len(results)), squeeze=False,
-                             gridspec_kw={"width_ratios": [1, 1, 1, 1, 1.25]})
+    ENLA estimate, their difference (each with a colour bar), and the numbers of
+    :func:`enlcn.explore.map_numbers`. ``fig``: draw into this figure (cleared first) instead of a new one,
+    as an interactive explorer redrawing one figure does."""
+    size = (15, 3.0 * len(results))
+    if fig is None:
+        fig = plt.figure(figsize=size)
+    else:
+        fig.clear()
+        fig.set_size_inches(*size)
+    axes = fig.subplots(len(results), 5, squeeze=False, gridspec_kw={"width_ratios": [1, 1, 1, 1, 1.25]})
     for r, (label, ex) in enumerate(results.items()):
         row = axes[r]
         row[0].imshow(lr)
@@ -77,12 +88,14 @@ def plot_exploration(
         if ex.estimate is not None:
             panels += [("ENLA estimate", ex.estimate)]
         for c, (title, w) in enumerate(panels, start=1):
-            row[c].imshow(shown(w), cmap="magma")
-            row[c].set_title(title + (" (log10)" if log else ""), fontsize=8)
+            image = row[c].imshow(shown(w), cmap="magma")
+            row[c].set_title(title + (" (log10 weight)" if log else " (weight)"), fontsize=8)
+            fig.colorbar(image, ax=row[c], fraction=0.046, pad=0.02).ax.tick_params(labelsize=6)
         if ex.difference is not None:
             lim = float(np.abs(ex.difference).max()) or 1.0
-            row[3].imshow(ex.difference, cmap="RdBu_r", vmin=-lim, vmax=lim)
-            row[3].set_title("estimate − exact", fontsize=8)
+            image = row[3].imshow(ex.difference, cmap="RdBu_r", vmin=-lim, vmax=lim)
+            row[3].set_title("estimate − exact (weight)", fontsize=8)
+            fig.colorbar(image, ax=row[3], fraction=0.046, pad=0.02).ax.tick_params(labelsize=6)
         text = "\n".join(f"{k}: {v:.4g}" for k, v in ex.numbers.items())
         row[4].text(0.0, 1.0, text, va="top", ha="left", fontsize=7, family="monospace")
         for ax in row:
