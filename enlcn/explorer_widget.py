@@ -83,7 +83,8 @@ class QueryExplorer:
         self.results: dict[str, Exploration] = {}
         self._held = False
         self._inputs: dict[tuple[str, str], list] = {}
-        self.figure = plt.figure(figsize=(15, 3))
+        with plt.ioff():  # shown where the layout puts it, not also by pyplot at the end of the cell
+            self.figure = plt.figure(figsize=(15, 3))
         if clickable:  # ipympl: the canvas is a widget, shown once and redrawn in place
             self.figure.canvas.mpl_connect("button_press_event", self.on_click)
             view: Any = self.figure.canvas
