@@ -164,15 +164,13 @@ def upscale(
     return out[0].cpu()
 
 
-#: SSIM's Gaussian window (MATLAB ``ssim_index.m``, as :func:`enlcn.metrics.ssim_y`)
-SSIM_WINDOW = 11
-
-
 def check_scorable(
     pairs: Iterable[tuple[str, np.ndarray, np.ndarray]], scale: int, where: object = ""
 ) -> None:
     """Before any work: every HR image keeps at least an SSIM window after the ``scale``-pixel border crop
     (a ``ValueError`` naming the image and ``where`` it came from otherwise)."""
+    from .metrics import SSIM_WINDOW
+
     for name, _, hr in pairs:
         height, width = hr.shape[:2]
         if min(height, width) - 2 * scale < SSIM_WINDOW:

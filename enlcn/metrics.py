@@ -110,6 +110,10 @@ def psnr_y(sr: np.ndarray, hr: np.ndarray, scale: int, mask: np.ndarray | None =
     return float("inf") if mse == 0 else float(10.0 * np.log10(255.0**2 / mse))
 
 
+#: the side of ``ssim_index.m``'s Gaussian window (σ = 1.5)
+SSIM_WINDOW = 11
+
+
 def ssim_y(sr: np.ndarray, hr: np.ndarray, scale: int, mask: np.ndarray | None = None) -> float:
     """SSIM on Y with a ``scale``-pixel border cropped, equal to the MATLAB ``ssim_index.m`` of the tables.
 
@@ -117,7 +121,7 @@ def ssim_y(sr: np.ndarray, hr: np.ndarray, scale: int, mask: np.ndarray | None =
     that have a whole 11×11 window inside the cropped image (the 'valid' region of ``ssim_index.m``).
     """
     y_sr, y_hr = _cropped_y(sr, hr, scale)
-    if min(y_hr.shape) < 11:
+    if min(y_hr.shape) < SSIM_WINDOW:
         raise ValueError(f"SSIM needs at least 11×11 pixels after the {scale}-px crop, got {y_hr.shape}")
     sel = _cropped_mask(mask, np.shape(hr), scale)
     kwargs = dict(data_range=255.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)

@@ -42,7 +42,7 @@ from .data.datasets import random_patch
 from .data.images import to_tensor
 from .folderlock import FolderLock
 from .models import build_model, contrastive_loss, set_contrastive
-from .models.checkpoints import read_checkpoint
+from .models.checkpoints import key_problems, read_checkpoint
 from .variants import DEVIATIONS
 
 
@@ -510,8 +510,8 @@ def repair_log(path: Path, step: int, columns: Sequence[str], header: bool = Tru
     head = ",".join(columns)
     if header and lines and lines[0].rstrip("\r\n") == head:
         lines = lines[1:]
-    kept = [line for line in lines if _logged_step(line, len(columns)) is not None
-            and _logged_step(line, len(columns)) <= step]
+    steps = [_logged_step(line, len(columns)) for line in lines]
+    kept = [line for line, logged in zip(lines, steps, strict=True) if logged is not None and logged <= step]
     new = (head + "\r\n" if header else "") + "".join(kept)
     if new != text:
         atomic.write_text(path, new)
@@ -563,25 +563,6 @@ class StepLog:
         self.file.close()
 
 
-def check_weights_match(
-    path: Path, weights: dict[str, Tensor], expected: dict[str, Tensor], what: str
-) -> None:
-    """One ``ValueError`` line naming ``path`` when its ``weights`` are not those of the model its config
-    describes (``what``): how many keys are missing, unexpected or of another shape, and the first few."""
-    missing = [k for k in expected if k not in weights]
-    unexpected = [k for k in weights if k not in expected]
-    shapes = [k for k in expected if k in weights and tuple(weights[k].shape) != tuple(expected[k].shape)]
-    problems = [
-        f"{len(keys)} {kind} ({', '.join(keys[:3])}{', …' if len(keys) > 3 else ''})"
-        for kind, keys in (("missing", missing), ("unexpected", unexpected), ("of another shape", shapes))
-        if keys
-    ]
-    if problems:
-        raise ValueError(
-            f"{path}: its weights are not a {what} model, as its config says: keys " + "; ".join(problems)
-        )
-
-
 def load_trained(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, TrainConfig]:
     """A model saved by :class:`Trainer` (``checkpoints/{latest,best}.pt``) and its training config."""
     path = Path(path)
@@ -593,6 +574,11 @@ def load_trained(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Module
         )
     config = TrainConfig.from_dict(state["config"])
     model = build_model(config.model, config.scale, config.preset, attention=config.attention)
-    check_weights_match(path, state["model"], model.state_dict(), f"{config.model} ×{config.scale}")
+    problems = key_problems(state["model"], model.state_dict())
+    if problems:
+        raise ValueError(
+            f"{path}: its weights are not a {config.model} ×{config.scale} model, as its config says — "
+            + "; ".join(problems)
+        )
     model.load_state_dict(state["model"])
     return model.to(device).eval(), config

@@ -98,16 +98,10 @@ def build_name(source: Path | None = None) -> str:
     return f"enlcn_{source.stem}_" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
-def _announce_build(cpp_extension: ModuleType, name: str, what: str = "ENLCA CPU kernel") -> None:
+def _announce_build(build_dir: Path, name: str, what: str = "ENLCA CPU kernel") -> None:
     """One line on stderr when the kernel is about to be compiled (not when torch's cache has it)."""
-    try:  # a private helper of torch: if it moves, say less rather than fail
-        build_dir = Path(cpp_extension._get_build_directory(name, verbose=False))
-        if any(build_dir.glob(f"{name}*.so")):
-            return
-        where = f" in {build_dir}"
-    except Exception:  # noqa: BLE001
-        where = ""
-    print(f"enlcn: building the native {what} (once; ~1 min){where}", file=sys.stderr)
+    if not any(build_dir.glob(f"{name}*.so")):
+        print(f"enlcn: building the native {what} (once; ~1 min) in {build_dir}", file=sys.stderr)
 
 
 def build_wait() -> float:
@@ -193,9 +187,9 @@ def _locked(lock: Path, wait: float, build: Callable[[], ModuleType]) -> tuple[M
         os.close(fd)  # releases the flock
 
 
-def _compile(cpp_extension: ModuleType, name: str, source: Path, what: str) -> ModuleType:
-    """``cpp_extension.load`` of ``source`` as ``name`` (call it holding the build lock)."""
-    _announce_build(cpp_extension, name, what)
+def _compile(cpp_extension: ModuleType, build_dir: Path, name: str, source: Path, what: str) -> ModuleType:
+    """``cpp_extension.load`` of ``source`` as ``name`` into ``build_dir`` (holding the build lock)."""
+    _announce_build(build_dir, name, what)
     faultpoint.pause("native-build")
     return cpp_extension.load(
         name, [str(source)], extra_cflags=list(CFLAGS), extra_ldflags=list(LDFLAGS), verbose=False
@@ -217,7 +211,7 @@ def _build(source: Path, what: str) -> tuple[ModuleType | None, str | None]:
         build_dir = Path(cpp_extension._get_build_directory(name, verbose=False))
         build_dir.mkdir(parents=True, exist_ok=True)
         module, why = _locked(
-            build_dir / LOCK_FILE, wait, lambda: _compile(cpp_extension, name, source, what)
+            build_dir / LOCK_FILE, wait, lambda: _compile(cpp_extension, build_dir, name, source, what)
         )
     except Exception as exc:  # noqa: BLE001 - any build/load failure means: use the Python path
         return None, f"build or load failed: {type(exc).__name__}: {str(exc).strip().splitlines()[-1][:300]}"

@@ -167,6 +167,19 @@ def infer_architecture(state: Mapping[str, Tensor], name: str) -> dict[str, Any]
 
 def check_keys(state: Mapping[str, Tensor], expected: Mapping[str, Tensor], name: str, scale: int) -> None:
     """Raise a ``ValueError`` naming missing, unexpected and wrongly shaped keys (first few and counts)."""
+    problems = key_problems(state, expected)
+    if problems:
+        hint = ""
+        if name == "enlcn" and not any(k.endswith("attn_fn.projection_matrix") for k in state):
+            hint = " (it has no ENLCA module: a plain EDSR checkpoint loads with name='edsr')"
+        raise ValueError(
+            f"checkpoint does not match the official {name} ×{scale} layout — " + "; ".join(problems) + hint
+        )
+
+
+def key_problems(state: Mapping[str, Tensor], expected: Mapping[str, Tensor]) -> list[str]:
+    """How a state dict differs from the ``expected`` one: counts and the first few missing, unexpected and
+    wrongly shaped keys (empty when it matches)."""
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     shapes = [
@@ -174,7 +187,7 @@ def check_keys(state: Mapping[str, Tensor], expected: Mapping[str, Tensor], name
         for k, v in expected.items()
         if k in state and state[k].shape != v.shape
     ]
-    problems = [
+    return [
         f"{len(items)} {what}: {', '.join(items[:5])}{', …' if len(items) > 5 else ''}"
         for what, items in (
             ("missing keys", missing),
@@ -183,13 +196,6 @@ def check_keys(state: Mapping[str, Tensor], expected: Mapping[str, Tensor], name
         )
         if items
     ]
-    if problems:
-        hint = ""
-        if name == "enlcn" and not any(k.endswith("attn_fn.projection_matrix") for k in state):
-            hint = " (it has no ENLCA module: a plain EDSR checkpoint loads with name='edsr')"
-        raise ValueError(
-            f"checkpoint does not match the official {name} ×{scale} layout — " + "; ".join(problems) + hint
-        )
 
 
 def _is_enlca(module: Any) -> bool:
