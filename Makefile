@@ -43,7 +43,7 @@ STAMP := $(VENV)/.stamp-$(INSTALL_KEY)
 
 TORCH_INDEX_OPT := $(if $(strip $(TORCH_INDEX_URL)),--index-url $(TORCH_INDEX_URL),)
 
-.PHONY: help venv test test-slow test-paper-smoke study lint book book-html gpu-check clean distclean
+.PHONY: help venv test test-slow test-paper-smoke study lint book book-html results native gpu-check clean distclean
 
 help:
 	@echo "make book       run notebooks (papermill, PROFILE=$(PROFILE); NOTEBOOKS='a b' for a subset) and build"
@@ -53,7 +53,9 @@ help:
 	@echo "make test-paper-smoke  the paper profile end to end on a tiny dataset (minutes)"
 	@echo "make lint       ruff check"
 	@echo "make venv       create/update $(VENV) (TORCH_VERSION=$(TORCH_VERSION) TORCH_INDEX_URL=$(TORCH_INDEX_URL))"
-	@echo "make book-html  build the book from the executed notebooks already in book/notebooks (no papermill)"
+	@echo "make book-html  build the book from the notebooks the last make book executed (no papermill)"
+	@echo "make results    recompute every committed result and check it against the committed numbers"
+	@echo "                (kept when reproduced within enlcn.results' tolerance; rewritten when changed)"
 	@echo "make study      train/resume the study's runs (PROFILE, STUDY_EXPERIMENTS, STUDY_JOBS=2 processes)"
 	@echo "make gpu-check  the prepared GPU check (results/bench/gpu-check.json); GPU_CHECK_ARGS=--require-cuda"
 	@echo "make clean      remove book/_build, book/deviations.md and the executed notebooks in book/notebooks"
@@ -96,14 +98,29 @@ lint: $(STAMP)
 	$(PY) -m ruff check enlcn tests tools book/gen_deviations.py
 
 # ------------------------------------------------------------------------------------------------- book
-# `make book` = run every notebooks/*.ipynb with papermill (atomic writes into book/notebooks/), generate
-# book/deviations.md from enlcn.variants, then build. `make book-html` skips the papermill step.
-book: $(KERNEL)
+# `make book` = run every notebooks/*.ipynb with papermill (atomic writes into book/notebooks/, git-ignored),
+# generate book/deviations.md from enlcn.variants, then build. The notebooks RENDER the committed results
+# (enlcn.results: a result file that exists is read, not recomputed), so the build changes no tracked file.
+# `make book-html` skips the papermill step; `make results` recomputes the results (below).
+book: $(KERNEL) native
 	$(PY) tools/run_notebooks.py --profile $(PROFILE) --kernel $(KERNEL_NAME) \
 	  --input-dir notebooks --output-dir book/notebooks $(foreach p,$(NB_PARAMS),--param $(p)) $(NOTEBOOKS)
 	$(PY) book/gen_deviations.py --output book/deviations.md
 	$(VENV)/bin/jupyter-book build book $(JB_FLAGS)
 	@echo ">> book: file://$(CURDIR)/book/_build/html/index.html"
+
+# The native CPU kernels are compiled once per environment (torch's extension cache, ~1 min each) before the
+# notebooks run, so that no page shows a build message; later calls only load them.
+native: $(STAMP)
+	@$(PY) -c "from enlcn.attention import native as n; print('>> native kernels:', n.status(), '|', \
+	  n.attention_status(), '|', n.enla_train_status(), '|', n.contrastive_status())"
+
+# `make results` = the notebooks with recompute=true: every result is computed again and compared with the
+# committed file; within the tolerance of enlcn.results the file is kept ("reproduced (max difference …)"),
+# otherwise rewritten ("changed"); `git diff results/` then shows what changed. It never trains (`make study`).
+results: $(KERNEL) native
+	$(PY) tools/run_notebooks.py --profile $(PROFILE) --kernel $(KERNEL_NAME) --param recompute=true \
+	  --input-dir notebooks --output-dir book/notebooks $(foreach p,$(NB_PARAMS),--param $(p)) $(NOTEBOOKS)
 
 book-html: $(STAMP)
 	$(PY) book/gen_deviations.py --output book/deviations.md

@@ -166,13 +166,19 @@ class Provenance:
 
     def table(self) -> pd.DataFrame:
         """A two-column table for display under a notebook's results."""
-        rows = []
-        for key, value in self.to_dict().items():
-            if isinstance(value, dict):
-                rows += [(f"{key}.{k}", v) for k, v in value.items()]
-            else:
-                rows.append((key, value))
-        return pd.DataFrame(rows, columns=["field", "value"]).astype({"value": str})
+        return record_table(self.to_dict())
+
+
+def record_table(record: dict[str, Any], before: list[tuple[str, Any]] = ()) -> pd.DataFrame:
+    """A provenance record as a two-column (field, value) table, nested dicts as ``key.subkey`` rows,
+    after the rows ``before``."""
+    rows = list(before)
+    for key, value in record.items():
+        if isinstance(value, dict):
+            rows += [(f"{key}.{k}", v) for k, v in value.items()]
+        else:
+            rows.append((key, value))
+    return pd.DataFrame(rows, columns=["field", "value"]).astype({"value": str})
 
 
 def provenance(

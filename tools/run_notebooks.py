@@ -93,8 +93,49 @@ def run_one(
                 f"    {detail}{where}\n  no executed copy was written to {final}"
             ) from exc
         raise
+    strip_widget_state(tmp)
     os.replace(tmp, final)  # atomic on the same filesystem
     return final
+
+
+def strip_widget_state(path: Path) -> None:
+    """Drop the ipywidgets state papermill saves in a notebook's metadata: a book page has no kernel to
+    drive widgets, and with the state saved myst-nb would make the page fetch widget scripts from CDNs."""
+    import json
+
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    if nb.get("metadata", {}).pop("widgets", None) is not None:
+        path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+#: the environment variable under which enlcn.results.ResultFolder reports what each run did with its
+#: result files (one JSON line per folder)
+REPORT_VAR = "ENLCN_RESULTS_REPORT"
+
+
+def summarize_report(path: Path) -> list[str]:
+    """Lines saying what the notebooks did with their result files (``enlcn.results`` statuses:
+    committed, new, reproduced (…), changed (…)), naming each file that was written."""
+    import json
+    import re
+
+    if not path.exists():
+        return []
+    counts: dict[str, int] = {}
+    written, differences = [], []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        entry = json.loads(line)
+        for name, status in entry["statuses"].items():
+            kind = status.split(" (")[0]
+            counts[kind] = counts.get(kind, 0) + 1
+            if kind in ("changed", "new"):
+                written.append(f"  {status}: {entry['folder']}/{name}")
+            differences += [float(d) for d in re.findall(r"max difference (\S+)\)", status)]
+    total = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
+    lines = [f"run_notebooks: result files: {total or 'none'}"]
+    if differences:
+        lines.append(f"run_notebooks: largest difference of a reproduced number: {max(differences):.2g}")
+    return lines + written
 
 
 #: the math libraries' thread settings a kernel inherits from this process
@@ -183,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
             if orphan.name not in sources:
                 print(f"run_notebooks: warning: {orphan} has no source notebook in {args.input_dir}/")
 
+    report = args.failed_dir.parent / "results-report.jsonl"
+    report.unlink(missing_ok=True)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    os.environ[REPORT_VAR] = str(report.resolve())  # the kernels inherit it
     failures: list[str] = []
     for i, src in enumerate(notebooks, 1):
         print(f"run_notebooks: [{i}/{len(notebooks)}] {src} (profile={args.profile}) ...", flush=True)
@@ -205,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"run_notebooks:   -> {final} ({time.perf_counter() - t0:.1f} s)", flush=True)
 
+    for line in summarize_report(report):
+        print(line)
     if failures:
         print(f"run_notebooks: {len(failures)} notebook(s) failed: {', '.join(failures)}", file=sys.stderr)
         return 1

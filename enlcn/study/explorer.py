@@ -17,7 +17,7 @@ import numpy as np
 
 from ..correlation import attention_inputs
 from ..data.synthetic import true_repeats
-from ..explore import Knobs, encode_map, explore, query_grid
+from ..explore import Knobs, decode_map, encode_map, explore, query_grid
 from ..provenance import REPO, write_json_atomic, write_text_atomic
 from .data import explore_images
 from .files import explorable_models
@@ -100,9 +100,66 @@ def encode_rgb(image: np.ndarray) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+#: what the data file assigns to: a ``<script>`` tag's global, readable from ``file://``
+PREFIX = "window.ENLCN_EXPLORER = "
+
+
+def explorer_js(data: dict) -> str:
+    """The text of the explorer's data file: ``window.ENLCN_EXPLORER = <data>;``."""
+    return PREFIX + json.dumps(data, separators=(",", ":")) + ";\n"
+
+
+def read_explorer_js(text: str) -> dict:
+    """The data of :func:`explorer_js`'s text."""
+    if not text.startswith(PREFIX):
+        raise ValueError(f"explorer data: expected text starting with {PREFIX!r}, got {text[:40]!r}")
+    return json.loads(text[len(PREFIX):].rstrip().removesuffix(";"))
+
+
 def write_explorer_js(data: dict, path: Path, provenance: dict | None = None) -> Path:
-    """``window.ENLCN_EXPLORER = <data>;`` at ``path`` (atomically), and the provenance beside it."""
-    write_text_atomic(path, "window.ENLCN_EXPLORER = " + json.dumps(data, separators=(",", ":")) + ";\n")
+    """:func:`explorer_js` at ``path`` (atomically), and the provenance beside it."""
+    write_text_atomic(path, explorer_js(data))
     if provenance is not None:
         write_json_atomic(path.with_name("provenance.json"), provenance)
     return path
+
+
+def _same_numbers(a: dict, b: dict) -> bool:
+    """Numbers kept to 4 significant digits: equal to one unit of the last digit."""
+    if a.keys() != b.keys():
+        return False
+    x = np.array([a[k] for k in a], dtype=float)
+    y = np.array([b[k] for k in a], dtype=float)
+    return bool(np.all((np.isnan(x) & np.isnan(y)) | (np.abs(x - y) <= 1e-3 * np.maximum(abs(x), abs(y)))))
+
+
+def _same_map(a: dict | None, b: dict | None) -> bool:
+    """Two :func:`encode_map` maps within one quantization step (of either) at every position."""
+    if a is None or b is None:
+        return a is b
+    la, lb = np.log10(decode_map(a)), np.log10(decode_map(b))
+    step = sum((m["hi"] - m["lo"]) / (m["levels"] - 1) for m in (a, b))
+    return la.shape == lb.shape and bool(np.all(np.abs(la - lb) <= step + 1e-9))
+
+
+def same_explorer_data(new: str, old: str) -> bool:
+    """Whether two data files show the same explorer (a recomputation reproduced it): the same images,
+    models, queries and repeats; every number within one unit of its 4th significant digit; every map
+    within one quantization level. Float rounding differs between CPUs and runs, so bytes may not."""
+    a, b = read_explorer_js(new), read_explorer_js(old)
+    if {k: v for k, v in a.items() if k != "images"} != {k: v for k, v in b.items() if k != "images"}:
+        return False
+    if a["images"].keys() != b["images"].keys():
+        return False
+    for name, ea in a["images"].items():
+        eb = b["images"][name]
+        if any(ea.get(k) != eb.get(k) for k in ("lr", "shape", "queries", "repeats")):
+            return False
+        if ea["states"].keys() != eb["states"].keys():
+            return False
+        for key, sa in ea["states"].items():
+            sb = eb["states"][key]
+            if not (_same_numbers(sa["numbers"], sb["numbers"]) and _same_map(sa["exact"], sb["exact"])
+                    and _same_map(sa["estimate"], sb["estimate"])):
+                return False
+    return True
