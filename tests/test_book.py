@@ -127,6 +127,10 @@ def test_pages_load_only_the_assets_they_name():
     assert sphinx["html_static_path"] == ["_page_static"]
     assert (BOOK / "_page_static" / "explorer" / "explorer.js").exists()
     assert '<script src="_static/explorer/explorer-data.js">' in (BOOK / "explorer.md").read_text()
+    assert sphinx.get("nb_ipywidgets_js") == {}, "set nb_ipywidgets_js: {} (no require.js from CDNs)"
+    assert "sphinx_thebe" not in sphinx.get("extensions", ["sphinx_thebe"]), (
+        "sphinx_thebe writes `const THEBE_JS_URL` into every page twice (a SyntaxError); leave it out"
+    )
 
 
 # ------------------------------------------------------------------------------ deviations generator
