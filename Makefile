@@ -51,6 +51,7 @@ help:
 	@echo "make test       fast tests (not slow) + ruff"
 	@echo "make test-slow  slow tests only (pytest -m slow)"
 	@echo "make test-paper-smoke  the paper profile end to end on a tiny dataset (minutes)"
+	@echo "make test-browser  every page of the built book in headless chromium, offline (apt-get install chromium)"
 	@echo "make lint       ruff check"
 	@echo "make venv       create/update $(VENV) (TORCH_VERSION=$(TORCH_VERSION) TORCH_INDEX_URL=$(TORCH_INDEX_URL))"
 	@echo "make book-html  build the book from the notebooks the last make book executed (no papermill)"
@@ -93,6 +94,12 @@ test-slow: $(STAMP)
 # the paper profile end to end on a tiny dataset in `enlcn data fetch`'s layout (tests/test_paper_smoke.py)
 test-paper-smoke: $(STAMP)
 	$(PY) -m pytest -q -m paper_smoke $(PYTEST_ARGS)
+
+# every page of the built book in headless chromium, offline (tests/test_browser.py), after `make book`
+# (the executed notebooks are build output); fails without Debian's chromium
+.PHONY: test-browser
+test-browser: book
+	ENLCN_REQUIRE_BROWSER=1 $(PY) -m pytest -q -m browser $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check enlcn tests tools book/gen_deviations.py

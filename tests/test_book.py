@@ -117,6 +117,23 @@ def test_config_is_offline_and_never_executes_notebooks():
     assert "extensions" not in sphinx or "sphinx.ext.intersphinx" not in sphinx["extensions"]
 
 
+def test_pages_load_only_the_assets_they_name():
+    """What every page loads is listed in _config.yml; the explorer's data only by explorer.md's tags."""
+    sphinx = yaml.safe_load((BOOK / "_config.yml").read_text(encoding="utf-8"))["sphinx"]["config"]
+    assert not (BOOK / "_static").exists(), (
+        "book/_static/ must not exist: with it, jupyter-book 1.x adds every .js/.css of every "
+        "html_static_path folder to every page; put static files in book/_page_static/ and name them "
+        "where they are used"
+    )
+    assert sphinx["html_static_path"] == ["_page_static"]
+    assert (BOOK / "_page_static" / "explorer" / "explorer.js").exists()
+    assert '<script src="_static/explorer/explorer-data.js">' in (BOOK / "explorer.md").read_text()
+    assert sphinx.get("nb_ipywidgets_js") == {}, "set nb_ipywidgets_js: {} (no require.js from CDNs)"
+    assert "sphinx_thebe" not in sphinx.get("extensions", ["sphinx_thebe"]), (
+        "sphinx_thebe writes `const THEBE_JS_URL` into every page twice (a SyntaxError); leave it out"
+    )
+
+
 # ------------------------------------------------------------------------------ deviations generator
 
 

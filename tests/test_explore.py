@@ -139,7 +139,7 @@ def test_the_committed_offline_explorer_data_is_the_cpu_models():
     from pathlib import Path
 
     book = Path(__file__).resolve().parents[1] / "book"
-    text = (book / "_static" / "explorer" / "explorer-data.js").read_text()
+    text = (book / "_page_static" / "explorer" / "explorer-data.js").read_text()
     data = json.loads(text[len("window.ENLCN_EXPLORER = "):].rstrip().rstrip(";"))
     assert data["profile"] == "cpu" and data["models"][-1].endswith("(ENLCN)")
     assert len(text) < 6_000_000  # "a few MB at most"

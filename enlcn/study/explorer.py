@@ -4,8 +4,8 @@
 trained ENLA/ENLCA model of a profile and every attention module (plus ENLCN's estimate for a sweep of
 ``k``), and packs the maps as small PNGs (:func:`enlcn.explore.encode_map`) with their numbers.
 :func:`write_explorer_js` writes ``window.ENLCN_EXPLORER = {…}`` to a ``.js`` file that
-``book/_static/explorer/explorer.js`` reads: a ``<script>`` tag works from ``file://`` and needs no
-kernel and no network, unlike ``fetch`` or widgets.
+``book/_page_static/explorer/explorer.js`` (served at ``_static/explorer/``) reads: a ``<script>`` tag
+works from ``file://`` and needs no kernel and no network, unlike ``fetch`` or widgets.
 """
 
 from __future__ import annotations
