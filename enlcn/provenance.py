@@ -178,7 +178,8 @@ def record_table(record: dict[str, Any], before: list[tuple[str, Any]] = ()) -> 
             rows += [(f"{key}.{k}", v) for k, v in value.items()]
         else:
             rows.append((key, value))
-    return pd.DataFrame(rows, columns=["field", "value"]).astype({"value": str})
+    shown = ["—" if value is None else str(value) for _, value in rows]  # None (no seed): a dash, not "nan"
+    return pd.DataFrame({"field": [key for key, _ in rows], "value": shown})
 
 
 def provenance(

@@ -222,7 +222,6 @@ def test_only_the_explorer_page_loads_the_explorer_data_once(visits):
     assert visits[EXPLORER_PAGE].drawn, f"{EXPLORER_PAGE}: the explorer did not draw its maps within 30 s"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21 item 4: NaN cells not yet replaced")
 def test_no_table_cell_shows_nan(visits):
     offenders = {v.page: v.nan_cells for v in visits.values() if v.nan_cells}
     assert not offenders, f"table cells showing NaN on {len(offenders)} page(s):\n{_report(offenders)}"

@@ -1,0 +1,56 @@
+"""Tables as the book shows them: a caption, fixed decimals, and a dash (explained) for a missing value."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from enlcn.display import book_table
+from enlcn.provenance import record_table
+
+
+def test_a_missing_value_shows_as_a_dash_and_the_caption_says_why():
+    frame = pd.DataFrame({"method": ["NLA", "Conv"], "paper_psnr": [26.87, np.nan]})
+    html = book_table(frame, "PSNR (dB).", missing="the paper gives none").to_html()
+    assert ">—<" in html and "nan" not in html.lower()
+    assert "PSNR (dB). —: the paper gives none." in html
+    assert ">26.870<" in html  # three decimals
+    assert ">0<" not in html  # no index column
+
+
+def test_a_table_with_missing_values_must_say_what_they_mean():
+    frame = pd.DataFrame({"a": [1.0, np.nan], "b": [1, 2]})
+    with pytest.raises(ValueError, match=r"missing values in \['a'\]: say what they mean"):
+        book_table(frame, "A table.")
+    with pytest.raises(ValueError, match="caption is empty"):
+        book_table(frame.fillna(0), " ")
+    full = book_table(frame.fillna(0), "A table.", missing="never shown").to_html()
+    assert "never shown" not in full  # nothing missing: the caption says nothing about dashes
+
+
+def test_provenance_without_a_seed_shows_a_dash_not_nan():
+    table = record_table({"seed": None, "hardware": {"cores": 2}}, [("file t.csv", "committed")])
+    assert table.to_dict("records") == [
+        {"field": "file t.csv", "value": "committed"},
+        {"field": "seed", "value": "—"},
+        {"field": "hardware.cores", "value": "2"},
+    ]
+
+
+def test_a_missing_row_label_of_a_pivot_is_a_dash_too():
+    pivot = pd.DataFrame({"claim": ["k = 6 beats k = 2"], "paper Δ": [np.nan], "ours": [0.01]})
+    pivot = pivot.set_index(["claim", "paper Δ"])
+    with pytest.raises(ValueError, match=r"index paper Δ"):
+        book_table(pivot, "Claims.", index=True)
+    html = book_table(pivot, "Claims.", missing="Figure 6 is a plot", index=True).to_html()
+    assert "nan" not in html.lower() and ">—<" in html
+
+
+def test_an_interval_kept_as_text_is_rounded_for_the_page():
+    from enlcn.display import interval_text
+
+    assert interval_text("(-0.00524588171002235, 0.004458713706851104)") == "(-0.005, 0.004)"
+    assert interval_text("(1, 2)", digits=1) == "(1.0, 2.0)"
+    assert interval_text("not an interval") == "not an interval"
+    assert interval_text(0.5) == 0.5
