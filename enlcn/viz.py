@@ -64,18 +64,21 @@ def plot_exploration(
     repeats: np.ndarray | None = None,
     log: bool = True,
     fig: plt.Figure | None = None,
+    numbers: bool = True,
 ) -> plt.Figure:
     """One row per model: the LR image with the query (and its true repeats outlined), the exact map, the
-    ENLA estimate, their difference (each with a colour bar), and the numbers of
-    :func:`enlcn.explore.map_numbers`. ``fig``: draw into this figure (cleared first) instead of a new one,
-    as an interactive explorer redrawing one figure does."""
-    size = (15, 3.0 * len(results))
+    ENLA estimate, their difference (each with a colour bar), and (``numbers``) the numbers of
+    :func:`enlcn.explore.map_numbers` as text (a page shows them better as a table below the figure).
+    ``fig``: draw into this figure (cleared first) instead of a new one, as an interactive explorer
+    redrawing one figure does."""
+    size = (15, 3.0 * len(results)) if numbers else (12, 3.0 * len(results))
     if fig is None:
         fig = plt.figure(figsize=size)
     else:
         fig.clear()
         fig.set_size_inches(*size)
-    axes = fig.subplots(len(results), 5, squeeze=False, gridspec_kw={"width_ratios": [1, 1, 1, 1, 1.25]})
+    widths = [1, 1, 1, 1, 1.25] if numbers else [1, 1, 1, 1]
+    axes = fig.subplots(len(results), len(widths), squeeze=False, gridspec_kw={"width_ratios": widths})
     for r, (label, ex) in enumerate(results.items()):
         row = axes[r]
         row[0].imshow(lr)
@@ -96,8 +99,9 @@ def plot_exploration(
             image = row[3].imshow(ex.difference, cmap="RdBu_r", vmin=-lim, vmax=lim)
             row[3].set_title("estimate − exact (weight)", fontsize=8)
             fig.colorbar(image, ax=row[3], fraction=0.046, pad=0.02).ax.tick_params(labelsize=6)
-        text = "\n".join(f"{k}: {v:.4g}" for k, v in ex.numbers.items())
-        row[4].text(0.0, 1.0, text, va="top", ha="left", fontsize=7, family="monospace")
+        if numbers:
+            text = "\n".join(f"{k}: {v:.4g}" for k, v in ex.numbers.items())
+            row[4].text(0.0, 1.0, text, va="top", ha="left", fontsize=7, family="monospace")
         for ax in row:
             ax.axis("off")
     fig.tight_layout()

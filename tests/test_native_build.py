@@ -158,3 +158,23 @@ def test_ENLCN_BUILD_WAIT_is_validated(monkeypatch):
         monkeypatch.setenv(native.WAIT_ENV, bad)
         with pytest.raises(ValueError, match=f"{native.WAIT_ENV}='{bad}': expected a number of seconds"):
             native.build_wait()
+
+
+@pytest.mark.parametrize(("held_s", "said"), [(0.5, False), (2.6, True)])
+def test_a_short_wait_for_the_lock_goes_unsaid(tmp_path, capsys, held_s, said):
+    """Another process loading the kernels from torch's cache holds the lock about a second: no line on
+    stderr (it would land on a book page); a longer wait is announced once."""
+    import fcntl
+    import threading
+
+    lock = tmp_path / native.LOCK_FILE
+    holder = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    threading.Timer(held_s, lambda: os.close(holder)).start()  # closing releases the flock
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        assert native._acquire(fd, lock, wait=30.0) is None
+    finally:
+        os.close(fd)
+    err = capsys.readouterr().err
+    assert ("enlcn: waiting" in err) is said, err

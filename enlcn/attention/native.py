@@ -75,6 +75,9 @@ WAIT_ENV = "ENLCN_BUILD_WAIT"
 DEFAULT_WAIT = 300.0
 #: seconds between two tries of a held lock
 POLL = 0.1
+#: seconds of waiting for the build lock before saying so: another process loading the kernels from torch's
+#: cache holds it about a second (two notebooks or study processes starting together), which goes unsaid
+ANNOUNCE_AFTER = 2.0
 
 
 def _cpu_flags() -> str:
@@ -130,7 +133,8 @@ def _holder(fd: int) -> str:
 def _acquire(fd: int, lock: Path, wait: float) -> str | None:
     """Take the exclusive ``flock`` on ``fd`` (the file ``lock``), waiting at most ``wait`` seconds for a
     live holder (one line on stderr when it waits): ``None``, or why not."""
-    deadline = time.monotonic() + wait
+    start = time.monotonic()
+    deadline = start + wait
     announced = False
     while True:
         try:
@@ -138,7 +142,7 @@ def _acquire(fd: int, lock: Path, wait: float) -> str | None:
             return None
         except BlockingIOError:
             pass
-        if not announced:
+        if not announced and time.monotonic() - start >= ANNOUNCE_AFTER:
             print(
                 f"enlcn: waiting (at most {wait:g} s, {WAIT_ENV}) for process {_holder(fd)}, which holds "
                 f"the native build lock {lock}",
