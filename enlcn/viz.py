@@ -19,7 +19,7 @@ def plot_correlation_maps(
     with ``estimate``, ENLA's random-feature weights (bottom row) of attention module ``module``.
 
     ``log`` shows ``log10`` of the weights (the maps span orders of magnitude); each panel has its own
-    colour scale, as the paper's figures do.
+    colour scale, as the paper's figures do, shown by its colour bar.
     """
     rows = 2 if estimate else 1
     fig, axes = plt.subplots(rows, len(maps) + 1, figsize=(2.6 * (len(maps) + 1), 2.6 * rows), squeeze=False)
@@ -36,7 +36,9 @@ def plot_correlation_maps(
             ax.axis("off")
             w = stack[module]
             shown = np.log10(np.clip(w, 1e-12, None)) if log else w
-            ax.imshow(shown, cmap="magma")
+            image = ax.imshow(shown, cmap="magma")
+            bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.02)  # each panel its own scale: say it
+            bar.ax.tick_params(labelsize=6)
             ax.scatter([m.query[1]], [m.query[0]], s=12, c="cyan", marker="s")
             ax.set_title(f"{name}\n{what}" if r == 0 else what, fontsize=8)
     fig.suptitle(f"attention module {module}" + (" (log10 weights)" if log else ""), fontsize=9)
