@@ -1,8 +1,10 @@
-"""Figures the notebooks share: correlation maps (paper Figures 1, 7, 8) and training curves."""
+"""Figures the notebooks share: correlation maps (paper Figures 1, 7, 8), SR crops (Figure 5) and training
+curves."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -10,6 +12,9 @@ import pandas as pd
 
 from .correlation import Maps
 from .explore import Exploration
+
+if TYPE_CHECKING:
+    from .study.qualitative import CropRow
 
 
 def plot_correlation_maps(
@@ -105,6 +110,63 @@ def plot_exploration(
             text = "\n".join(f"{k}: {v:.4g}" for k, v in ex.numbers.items())
             row[4].text(0.0, 1.0, text, va="top", ha="left", fontsize=7, family="monospace")
         for ax in row:
+            ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def panel_title(method: str, psnr: float | None) -> str:
+    """``"EDSR — 29.91 dB"`` (Figure 5's captions); the HR panel has no PSNR."""
+    return method if psnr is None else f"{method} — {psnr:.2f} dB"
+
+
+def plot_sr_crops(
+    rows: Sequence[CropRow],
+    notes: Mapping[str, str] | None = None,
+    panel_inches: float = 2.35,
+    zoom_share: float = 0.44,
+) -> plt.Figure:
+    """The paper's Figure 5 layout: per image, the whole HR image with the crop outlined, then the same crop
+    of every method (HR first) titled with its crop Y-PSNR, each with the crop's detail box magnified in
+    its lower-right corner (``zoom_share`` of the panel's side). ``notes``: method → a second title line
+    (e.g. where its weights come from)."""
+    if not rows:
+        raise ValueError("plot_sr_crops: no images to show")
+    columns = 1 + max(len(r.panels) for r in rows)
+    fig, axes = plt.subplots(
+        len(rows), columns, figsize=(panel_inches * columns, (panel_inches + 0.45) * len(rows)), squeeze=False
+    )
+    for ax_row, row in zip(axes, rows, strict=True):
+        context = ax_row[0]
+        context.imshow(row.hr)
+        box = row.crop
+        context.add_patch(
+            plt.Rectangle(
+                (box.left - 0.5, box.top - 0.5), box.size, box.size, fill=False, ec="yellow", lw=1.5
+            )
+        )
+        context.set_title(f"{row.image}: HR, crop outlined", fontsize=9)
+        d = row.detail
+        dy, dx = d.top - box.top, d.left - box.left  # the detail box in the crop's coordinates
+        for ax, panel in zip(ax_row[1 : 1 + len(row.panels)], row.panels, strict=True):
+            ax.imshow(panel.image, interpolation="nearest")
+            note = (notes or {}).get(panel.method)
+            title = panel_title(panel.method, panel.crop_psnr)
+            ax.set_title(f"{title}\n{note}" if note else title, fontsize=9)
+            inset = ax.inset_axes([1 - zoom_share, 0.0, zoom_share, zoom_share])
+            inset.imshow(panel.image, interpolation="nearest")
+            inset.set_xlim(dx - 0.5, dx + d.size - 0.5)
+            inset.set_ylim(dy + d.size - 0.5, dy - 0.5)
+            inset.set_xticks([])
+            inset.set_yticks([])
+            for spine in inset.spines.values():
+                spine.set_edgecolor("yellow")
+                spine.set_linewidth(1.2)
+            ax.indicate_inset_zoom(inset, edgecolor="yellow", alpha=1.0)
+        for ax in ax_row:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        for ax in ax_row[1 + len(row.panels) :]:
             ax.axis("off")
     fig.tight_layout()
     return fig
