@@ -297,12 +297,10 @@ def _after(page, action) -> dict:
 
 
 def _click_query(page, row: int, col: int) -> dict:
-    """Click LR position (row, col) on the image panel (the page's margins: 34 px left, 4 px top)."""
-    im = page.evaluate("window.ENLCN_LAST.image")
-    h, w = page.evaluate(f"window.ENLCN_EXPLORER.images[{im!r}].shape")
-    zoom = 250 / max(h, w)
+    """Click LR position (row, col) on the image panel (its map's margins and zoom: from the page)."""
+    g = page.evaluate("window.ENLCN_LAST.geometry")
     box = page.locator("#enlcn-explorer canvas").first.bounding_box()
-    x, y = box["x"] + 34 + (col + 0.5) * zoom, box["y"] + 4 + (row + 0.5) * zoom
+    x, y = box["x"] + g["left"] + (col + 0.5) * g["zoom"], box["y"] + g["top"] + (row + 0.5) * g["zoom"]
     last = _after(page, lambda: page.mouse.click(x, y))
     assert last["query"] == [row, col]
     return last

@@ -14,7 +14,8 @@
 
   const TOP_SHARE = 0.02;          // "mass on the top 2 % of positions" (enlcn.explore.TOP_SHARE)
   const M_CHOICES = [4, 8, 16, 32, 64, 128];  // 256 took ~90 ms per update on a loaded 2-core machine
-  const MAP_PX = 250;              // the longer side of every map, in CSS pixels
+  const MAP_MAX = 250, MAP_MIN = 150;  // the longer side of every map, in CSS pixels: two panels a row if they fit
+  const M = { left: 34, top: 4, bottom: 30, gap: 8, bar: 12, barText: 46 };  // panel margins, CSS px
   const DECADES = 6;               // log colour scale: at most this many decades below the top weight
 
   // ------------------------------------------------------------------------------------ decoding
@@ -246,13 +247,13 @@
   const cOrtho = el("input", { type: "checkbox", name: "orthogonal" });
   orthoLab.prepend(cOrtho);
   const status = el("div", { class: "enlcn-explorer-status", style: "font-size:0.8em;margin-top:4px;color:#444" }, root);
-  const panes = el("div", { class: "enlcn-explorer-panes", style: "display:flex;flex-wrap:wrap;gap:4px 10px;margin-top:6px" }, root);
+  const panes = el("div", { class: "enlcn-explorer-panes", style: "display:flex;flex-wrap:wrap;align-items:flex-end;gap:4px 10px;margin-top:6px" }, root);
   function pane(title) {
-    const d = el("figure", { style: "margin:0" }, panes);
-    el("figcaption", { text: title, style: "font-size:0.8em;font-weight:600" }, d);
+    const d = el("div", { style: "width:min-content" }, panes);  // as wide as its canvas: titles wrap
+    el("div", { text: title, style: "font-size:0.8em;font-weight:600;padding-left:" + M.left + "px" }, d);
     return el("canvas", { style: "display:block" }, d);
   }
-  const cImage = pane("LR image: click any map to choose the query");
+  const cImage = pane("LR image (click any panel to set the query)");
   const cExact = pane("exact softmax(QᵢᵀK), log10 weight");
   const cEst = pane("ENLA estimate D⁻¹φ(Qᵢ)ᵀφ(K), log10 weight");
   const cDiff = pane("estimate − exact");
@@ -305,9 +306,9 @@
   }
 
   // ------------------------------------------------------------------------------------------ drawing
-  const M = { left: 34, top: 4, bottom: 30, gap: 8, bar: 12, barText: 46 };
   function geometry(h, w) {
-    const zoom = MAP_PX / Math.max(h, w);
+    const room = Math.floor((root.clientWidth - 2 * (M.left + M.gap + M.bar + M.barText) - 40) / 2);
+    const zoom = Math.max(MAP_MIN, Math.min(MAP_MAX, room)) / Math.max(h, w);
     return { zoom: zoom, W: w * zoom, H: h * zoom };
   }
   function setupCanvas(canvas, g) {  // every panel keeps a colour bar's room, so the panels line up
@@ -404,6 +405,7 @@
       image: S.image, model: S.model, module: S.module, query: S.query.slice(),
       knobs: { k: S.k, m: S.m, seed: S.seed, orthogonal: S.orthogonal }, effective: e,
       exact: Array.from(exact), estimate: Array.from(estimate), numbers: numbers, ms: ms,
+      geometry: { left: M.left, top: M.top, zoom: geometry(im.h, im.w).zoom },  // where a click lands
     };
     root.dataset.drawn = "1";
   }
