@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+import numpy as np
 import pytest
 from procs import run
 
@@ -159,12 +160,21 @@ def _explorer_drew(page, timeout_ms: int = 30_000) -> bool:
 
 
 @pytest.fixture(scope="module")
-def visits(tmp_path_factory) -> dict[str, PageVisit]:
+def html(tmp_path_factory) -> Path:
+    """A fresh build of the book (its html folder), shared by this module's tests; $ENLCN_BROWSER_HTML
+    names an already-built html folder instead (to iterate on a page)."""
+    _chromium()
+    if os.environ.get("ENLCN_BROWSER_HTML"):
+        return Path(os.environ["ENLCN_BROWSER_HTML"])
+    return _build_book(tmp_path_factory.mktemp("browser-book"))
+
+
+@pytest.fixture(scope="module")
+def visits(html) -> dict[str, PageVisit]:
     """Every page of a fresh build, visited once in headless chromium."""
     chromium = _chromium()
     from playwright.sync_api import sync_playwright
 
-    html = _build_book(tmp_path_factory.mktemp("browser-book"))
     pages = site_pages(html)
     assert pages, f"no .html pages under {html}"
     with sync_playwright() as pw:
@@ -225,3 +235,187 @@ def test_only_the_explorer_page_loads_the_explorer_data_once(visits):
 def test_no_table_cell_shows_nan(visits):
     offenders = {v.page: v.nan_cells for v in visits.values() if v.nan_cells}
     assert not offenders, f"table cells showing NaN on {len(offenders)} page(s):\n{_report(offenders)}"
+
+
+# --------------------------------------------------------------------------- the live explorer, clicked
+
+#: the page's maps from int8 Q/K codes vs `enlcn.explore.explore` on the float32 model: the quantization's
+#: cost (measured: ≤ 4.7 % on a weight, ≤ 2 % on a number; see enlcn.study.explorer), with headroom
+MAP_RTOL, NUMBER_RTOL = 0.08, 0.03
+#: the page's arithmetic vs the same computation in numpy/torch float64 on the same decoded Q/K
+SAME_INPUT_RTOL = 1e-9
+UPDATE_MS = 100
+OLD_GRID = {8, 24, 40, 56}  # rows/columns of the old offline explorer's 4×4 query grid on a 64×64 image
+
+
+@pytest.fixture(scope="module")
+def explorer(html):
+    """The built explorer page in headless chromium (network cut off) and its console messages."""
+    chromium = _chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=["--disable-background-networking"])
+        context = browser.new_context(viewport={"width": 1000, "height": 1500})
+        context.route(re.compile(r"^(?!(file|data|blob):)"), lambda route: route.abort())
+        page = context.new_page()
+        console: list[tuple[str, str]] = []
+        page.on("console", lambda message: console.append((message.type, message.text)))
+        page.on("pageerror", lambda error: console.append(("pageerror", str(error))))
+        page.goto((html / EXPLORER_PAGE).as_uri(), wait_until="networkidle")
+        assert _explorer_drew(page), "the explorer did not draw within 30 s"
+        yield page, console
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def payload():
+    from enlcn.study.explorer import read_explorer_js
+
+    return read_explorer_js((BOOK / "_page_static" / "explorer" / "explorer-data.js").read_text())
+
+
+@pytest.fixture(scope="module")
+def trained():
+    from enlcn.study.data import explore_images
+    from enlcn.study.files import explorable_models
+    from enlcn.study.registry import BASE
+
+    return explorable_models("cpu"), explore_images("cpu", BASE.config("cpu").scale)
+
+
+def _last(page) -> dict:
+    return page.evaluate("window.ENLCN_LAST")
+
+
+def _after(page, action) -> dict:
+    """``action()`` (a click, a menu choice…), then the page's next ENLCN_LAST."""
+    page.evaluate("window.ENLCN_LAST.tag = 'old'")
+    action()
+    page.wait_for_function("window.ENLCN_LAST.tag !== 'old'", timeout=10_000)
+    return _last(page)
+
+
+def _click_query(page, row: int, col: int) -> dict:
+    """Click LR position (row, col) on the image panel (its map's margins and zoom: from the page)."""
+    g = page.evaluate("window.ENLCN_LAST.geometry")
+    box = page.locator("#enlcn-explorer canvas").first.bounding_box()
+    x, y = box["x"] + g["left"] + (col + 0.5) * g["zoom"], box["y"] + g["top"] + (row + 0.5) * g["zoom"]
+    last = _after(page, lambda: page.mouse.click(x, y))
+    assert last["query"] == [row, col]
+    return last
+
+
+def _set_slider(page, name: str, value: float) -> dict:
+    return _after(page, lambda: page.evaluate(
+        "([n, v]) => { const s = document.querySelector(`#enlcn-explorer input[name=${n}]`); "
+        "s.value = v; s.dispatchEvent(new Event('input')); }", [name, str(value)]))
+
+
+def _choose(page, name: str, value: str) -> dict:
+    return _after(page, lambda: page.select_option(f"#enlcn-explorer select[name={name}]", value))
+
+
+def _close(a, b, rtol: float) -> float:
+    """The largest relative difference of two arrays (asserting it is within ``rtol``)."""
+    a, b = np.asarray(a, float).ravel(), np.asarray(b, float).ravel()
+    worst = float(np.max(np.abs(a - b) / np.abs(b)))
+    assert worst <= rtol, f"max relative difference {worst:.3g} > {rtol}"
+    return worst
+
+
+def _numbers_close(js: dict, py: dict, rtol: float) -> None:
+    assert js.keys() == py.keys()
+    for key, v in py.items():
+        # precision counts positions: one position may change rank under quantization
+        tol = rtol * abs(v) + (0.1 if "precision" in key and rtol > SAME_INPUT_RTOL else 1e-12)
+        assert abs(js[key] - v) <= tol, f"{key}: page {js[key]}, python {v}"
+
+
+def _check_against_python(last: dict, payload, trained, k: float | None = None) -> str:
+    """The page's maps and numbers against (a) the same float64 computation on the same decoded Q/K and
+    (b) enlcn.explore.explore on the model itself, whose float32 Q/K the data file quantized."""
+    from enlcn.data.synthetic import true_repeats
+    from enlcn.explore import Knobs, explore
+    from enlcn.study.explorer import live_maps
+
+    models, images = trained
+    image, model, module, query = last["image"], last["model"], last["module"], tuple(last["query"])
+    exact, estimate, numbers = live_maps(payload, image, model, module, query, k)
+    same = [_close(last[n], ours, SAME_INPUT_RTOL) for n, ours in (("exact", exact), ("estimate", estimate))]
+    _numbers_close(last["numbers"], numbers, SAME_INPUT_RTOL)
+    lr, labels = images[image]
+    repeats = None if labels is None else true_repeats(labels, query)
+    ex = explore(models[model], lr, query, module, Knobs(k=k), repeats)
+    model_diff = [_close(last["exact"], ex.exact, MAP_RTOL), _close(last["estimate"], ex.estimate, MAP_RTOL)]
+    _numbers_close(last["numbers"], ex.numbers, NUMBER_RTOL)
+    worst_number = max(abs(last["numbers"][key] - v) / max(abs(v), 1e-12) for key, v in ex.numbers.items()
+                       if "precision" not in key)
+    return (f"{image} {query} module {module} of {model}, k={k}: {last['ms']:.1f} ms; max relative "
+            f"difference exact/estimate vs same-input float64 {same[0]:.1e}/{same[1]:.1e}, vs explore() "
+            f"{model_diff[0]:.3f}/{model_diff[1]:.3f}, numbers vs explore() {worst_number:.4f}")
+
+
+def test_the_explorer_computes_any_clicked_query_as_python_does(explorer, payload, trained, capsys):
+    page, console = explorer
+    _, images = trained
+    labels = images["selfsim000"][1]
+    counts = np.bincount(labels[labels >= 0])
+    motif = [(r, c) for r, c in np.argwhere(labels >= 0) if counts[labels[r, c]] >= 2
+             and r not in OLD_GRID and c not in OLD_GRID]
+    times = []
+    for row, col in [tuple(int(v) for v in motif[len(motif) // 3]), (13, 51)]:  # a motif pixel, background
+        last = _click_query(page, row, col)
+        with capsys.disabled():
+            print("\n" + _check_against_python(last, payload, trained), end="")
+        times.append(last["ms"])
+    assert "exact mass on repeats" in _click_query(page, *map(int, motif[len(motif) // 3]))["numbers"]
+    _choose(page, "image", "chelsea")
+    for module in ("0", "4"):
+        _choose(page, "module", module)
+        last = _click_query(page, 37, 101)
+        with capsys.disabled():
+            print("\n" + _check_against_python(last, payload, trained), end="")
+        times.append(last["ms"])
+    assert max(times) < UPDATE_MS, f"updates took {times} ms"
+    assert not [m for m in console if m[0] in PROBLEM_TYPES + ("pageerror",)], console
+
+
+def test_the_k_slider_and_redraw_change_the_estimate_as_the_knobs_do(explorer, payload, trained, capsys):
+    page, console = explorer
+    _choose(page, "image", "selfsim000")
+    before = _click_query(page, 30, 19)
+    last = _set_slider(page, "k", 2.5)
+    assert last["knobs"]["k"] == 2.5 and last["estimate"] != before["estimate"]
+    with capsys.disabled():
+        print("\n" + _check_against_python(last, payload, trained, k=2.5))
+    redrawn = _after(page, lambda: page.click("#enlcn-explorer button[name=redraw]"))
+    assert redrawn["knobs"]["seed"] == 1 and redrawn["exact"] == last["exact"]
+    tv = np.abs(np.array(redrawn["estimate"]) - np.array(last["estimate"])).sum() / 2
+    assert tv > 1e-3, "a fresh draw of F left the estimate unchanged"
+    again = _after(page, lambda: page.click("#enlcn-explorer button[name=redraw]"))
+    assert again["estimate"] != redrawn["estimate"] and again["exact"] == last["exact"]
+    wider = _set_slider(page, "m", 5)  # M_CHOICES[5] = 128 features: a fresh draw
+    assert wider["effective"]["m"] == 128 and wider["exact"] == last["exact"]
+    own = _after(page, lambda: page.click("#enlcn-explorer button[name=own]"))
+    assert own["knobs"] == {"k": None, "m": None, "seed": None, "orthogonal": None}
+    times = [round(m["ms"], 1) for m in (last, redrawn, again, wider, own)]
+    with capsys.disabled():
+        print(f"k slider, redraw ×2, m = 128, own: {times} ms")
+    assert max(times) < UPDATE_MS
+    assert not [m for m in console if m[0] in PROBLEM_TYPES + ("pageerror",)], console
+
+
+def test_choosing_a_model_or_module_resets_no_other_menu(explorer):
+    page, _ = explorer
+    values = "() => [...document.querySelectorAll('#enlcn-explorer select')].map((s) => s.value)"
+    _choose(page, "image", "chelsea")
+    _choose(page, "module", "3")
+    query = _click_query(page, 20, 33)["query"]
+    _set_slider(page, "k", 4)
+    for model in page.evaluate("Object.keys(window.ENLCN_EXPLORER.models)"):
+        last = _choose(page, "model", model)
+        assert page.evaluate(values) == ["chelsea", model, "3"]
+        assert (last["model"], last["module"], last["query"], last["knobs"]["k"]) == (model, 3, query, 4)
+    last = _choose(page, "module", "1")
+    assert page.evaluate(values)[:2] == ["chelsea", model] and last["knobs"]["k"] == 4

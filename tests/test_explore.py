@@ -111,22 +111,37 @@ def test_encoded_maps_decode_to_within_the_quantization(model, lr):
     assert np.abs(ratio).max() <= step / 2 + 1e-3
 
 
-def test_offline_explorer_data_from_models(tmp_path, monkeypatch, model, lr):
+def test_live_explorer_data_from_models(tmp_path, monkeypatch, model, lr):
     import json
 
     from enlcn.study import explorer
 
     labels = np.full(lr.shape[:2], -1, np.int32)
     labels[1:3, 1:3] = np.arange(4).reshape(2, 2)
-    labels[8:10, 9:11] = np.arange(4).reshape(2, 2)  # a second copy: every motif pixel has a repeat
+    labels[8:10, 9:11] = np.arange(4).reshape(2, 2)
     monkeypatch.setattr(explorer, "explorable_models", lambda *a: {"ENLA, ×k, contrastive (ENLCN)": model})
     monkeypatch.setattr(explorer, "explore_images", lambda *a: {"im": (lr, labels), "photo": (lr, None)})
-    data = explorer.explorer_data("quick", tmp_path, image_names=("im", "photo"), grid=2, ks=(1.0, 6.0))
-    im = data["images"]["im"]
-    assert all(labels[q[0], q[1]] >= 0 for q in im["queries"])  # snapped to motif pixels
+    data = explorer.explorer_data("quick", tmp_path, image_names=("im", "photo"))
     n_modules = len(model.attention_modules())
-    assert len(im["states"]) == len(im["queries"]) * (n_modules + 2)
-    assert set(im["repeats"]) == {str(i) for i in range(len(im["queries"]))}
+    label = "ENLA, ×k, contrastive (ENLCN)"
+    assert set(data) == {"profile", "encoding", "models", "images"}
+    assert len(data["models"][label]) == n_modules
+    assert set(data["models"][label][0]) == {"k", "feature_eps", "orthogonal", "m", "c", "projection"}
+    assert set(data["images"]["im"]) == {"shape", "lr", "labels", "embeddings"}
+    assert data["images"]["photo"]["labels"] is None
+    stored = explorer.decode_labels(data["images"]["im"]["labels"], lr.shape[:2])
+    np.testing.assert_array_equal(stored, labels)
+    # the page's maps (live_maps: from the decoded codes) against explore() on the model: the int8 cost
+    for module in range(n_modules):
+        np.testing.assert_array_equal(explorer.module_projection(data, label, module),
+                                      model.attention_modules()[module].projection.numpy())
+        for k in (None, 3.0):
+            ex = explore(model, lr, (3, 5), module, Knobs(k=k))
+            exact, estimate, numbers = explorer.live_maps(data, "photo", label, module, (3, 5), k)
+            np.testing.assert_allclose(exact, ex.exact, rtol=0.08)
+            np.testing.assert_allclose(estimate, ex.estimate, rtol=0.08)
+            tv = "TV(estimate, exact)"
+            assert numbers[tv] == pytest.approx(ex.numbers[tv], rel=0.03)
     path = explorer.write_explorer_js(data, tmp_path / "d.js", {"p": 1})
     text = path.read_text()
     assert text.startswith("window.ENLCN_EXPLORER = ")
@@ -134,21 +149,43 @@ def test_offline_explorer_data_from_models(tmp_path, monkeypatch, model, lr):
     assert (tmp_path / "provenance.json").exists()
 
 
-def test_the_committed_offline_explorer_data_is_the_cpu_models():
-    import json
+def test_int8_directions_round_trip_within_half_a_level():
+    from enlcn.study.explorer import LEVELS, decode_directions, encode_directions, pack_codes, unpack_codes
+
+    u = np.random.default_rng(0).normal(size=(500, 12))
+    codes = encode_directions(u)
+    assert np.abs(codes).max() == LEVELS  # each row's largest component is ±127
+    back = decode_directions(codes, 6.0)
+    assert np.allclose(np.linalg.norm(back, axis=1), 6.0**0.5)  # Eq. 3: |Q| = √k exactly
+    unit = u / np.linalg.norm(u, axis=1, keepdims=True)
+    # half a level (of 127) in each component of the row scaled to max 1: an angle of at most ~√c/254
+    assert np.abs(back / 6.0**0.5 - unit).max() < np.sqrt(12) / (2 * LEVELS)
+    cos = (back / 6.0**0.5 * unit).sum(1)
+    assert 6.0 * (1 - cos).max() < 1e-3  # what it costs a logit k·cos at k = 6
+    other = encode_directions(np.random.default_rng(1).normal(size=(500, 12)))
+    for a, b in zip(unpack_codes(pack_codes([codes, other]), 500, 12, 2), (codes, other), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_committed_live_explorer_data_is_the_cpu_models():
     from pathlib import Path
+
+    from enlcn.study.explorer import decoded_embeddings, read_explorer_js
 
     book = Path(__file__).resolve().parents[1] / "book"
     text = (book / "_page_static" / "explorer" / "explorer-data.js").read_text()
-    data = json.loads(text[len("window.ENLCN_EXPLORER = "):].rstrip().rstrip(";"))
-    assert data["profile"] == "cpu" and data["models"][-1].endswith("(ENLCN)")
-    assert len(text) < 6_000_000  # "a few MB at most"
+    data = read_explorer_js(text)
+    assert data["profile"] == "cpu" and list(data["models"])[-1].endswith("(ENLCN)")
+    assert len(text.encode()) <= 6_000_000  # the page's budget: 6 MB in all
+    assert set(data["images"]) == {"selfsim000", "chelsea"} and data["images"]["selfsim000"]["labels"]
+    q, k = decoded_embeddings(data, "chelsea", list(data["models"])[-1])[2]
+    assert q.shape == k.shape == (75 * 112, 12)
     assert '<div id="enlcn-explorer">' in (book / "explorer.md").read_text()
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # chromium may take up to 600 s on a loaded machine
-def test_offline_explorer_page_draws_in_headless_chromium():
+def test_live_explorer_page_draws_in_headless_chromium():
     """The built page draws its maps with no network (needs `make book-html` and Debian's chromium)."""
     import shutil
     from pathlib import Path
