@@ -170,6 +170,9 @@ class LazyModels(Mapping[str, torch.nn.Module]):
             self.loaded[label] = load_trained(self.paths[label])[0]  # KeyError for an unknown label
         return self.loaded[label]
 
+    def __contains__(self, label: object) -> bool:  # Mapping's would read the model
+        return label in self.paths
+
     def __iter__(self) -> Iterator[str]:
         return iter(self.paths)
 
