@@ -30,18 +30,29 @@ from .data.synthetic import true_repeats
 from .experiments import effective_positions
 
 
+class _Captured(Exception):
+    """Raised by the last attention module's hook: the rest of the forward pass is not needed."""
+
+
 @torch.no_grad()
 def attention_io(model: nn.Module, lr: np.ndarray) -> list[tuple[Tensor, Tensor]]:
     """``(input, output)`` (``[1, C, h, w]`` each) of every attention module of ``model`` for the uint8 LR
-    image ``lr``, from one eval-mode forward pass."""
+    image ``lr``, from one eval-mode forward pass that stops after the last attention module (the layers
+    after it, the upsampler above all, cannot change what is captured)."""
+    modules = model.attention_modules()
     captured: list[tuple[Tensor, Tensor]] = []
-    hooks = [
-        m.register_forward_hook(lambda _m, args, out: captured.append((args[0].detach(), out.detach())))
-        for m in model.attention_modules()
-    ]
+
+    def capture(_m: nn.Module, args: tuple[Tensor, ...], out: Tensor) -> None:
+        captured.append((args[0].detach(), out.detach()))
+        if len(captured) == len(modules):
+            raise _Captured
+
+    hooks = [m.register_forward_hook(capture) for m in modules]
     try:
         model.eval()
         model(to_tensor(lr[None]))
+    except _Captured:
+        pass
     finally:
         for h in hooks:
             h.remove()
@@ -68,12 +79,14 @@ def attention_removed(model: nn.Module) -> Iterator[nn.Module]:
             h.remove()
 
 
-def branch_share(model: nn.Module, lr: np.ndarray) -> np.ndarray:
+def branch_share(
+    model: nn.Module, lr: np.ndarray, io: list[tuple[Tensor, Tensor]] | None = None
+) -> np.ndarray:
     """``‖A(x) − x‖ / ‖x‖`` of every attention module ``A`` of ``model`` on its input for the uint8 LR
-    image ``lr``: how much each module changes the features it is given (0 = an unused module)."""
-    return np.array(
-        [float((y.double() - x.double()).norm() / x.double().norm()) for x, y in attention_io(model, lr)]
-    )
+    image ``lr``: how much each module changes the features it is given (0 = an unused module).
+    ``io`` (:func:`attention_io` of ``model`` and ``lr``) saves the forward pass when it is at hand."""
+    io = attention_io(model, lr) if io is None else io
+    return np.array([float((y.double() - x.double()).norm() / x.double().norm()) for x, y in io])
 
 
 @dataclass

@@ -133,7 +133,7 @@ def _dihedral_inverse(x: Tensor, hflip: int, vflip: int, transpose: int) -> Tens
     return x
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def upscale(
     model: nn.Module,
     lr: np.ndarray,

@@ -303,6 +303,8 @@ class Trainer:
             )
         self.val_pairs = list(val_pairs)
         self.step, self.best_psnr = 0, -math.inf
+        # weight updates and state loads so far, and the last checkpoint written (see checkpoint())
+        self._updates, self._written = 0, None
         # self.model stays the plain module (state_dict, validation, aux losses); self.forward trains
         self.forward = torch.compile(self.model) if config.compile else self.model
         if self.distributed:  # every parameter gets a gradient in every step: find_unused_parameters=False
@@ -335,11 +337,36 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.best_psnr = state["step"], state["best_psnr"]
         torch.set_rng_state(state["torch_rng"].cpu())  # map_location may have moved it to the GPU
+        self._updates += 1
 
     def checkpoint(self, name: str = "latest") -> Path:
+        """Write the training state to ``checkpoints/<name>.pt`` (atomically). A state this trainer has
+        already written under another name — validation's ``best`` and the epoch's ``latest`` at one step
+        — is hard-linked to that file instead of being serialised and written again (a paper-size state is
+        0.5 GB); where links are not possible it is written."""
         path = self.out_dir / "checkpoints" / f"{name}.pt"
-        save_atomic(self.state(), path)
+        key = self._state_key()
+        written = self._written
+        if written is not None and written[1] != path and self._same_state(written[0], key):
+            try:
+                with atomic.replacing(path, point="checkpoint-write") as tmp:
+                    tmp.unlink()
+                    os.link(written[1], tmp)
+            except OSError:  # no hard links here (or the file is gone): write it
+                save_atomic(self.state(), path)
+        else:
+            save_atomic(self.state(), path)
+        self._written = (key, path)
         return path
+
+    def _state_key(self) -> tuple[int, int, int, float, Tensor]:
+        """What tells two states of this trainer apart: its count of weight updates and loads, the step,
+        the scheduler's epoch, the best PSNR and the torch RNG state."""
+        return (self._updates, self.step, self.scheduler.last_epoch, self.best_psnr, torch.get_rng_state())
+
+    @staticmethod
+    def _same_state(a: tuple, b: tuple) -> bool:
+        return a[:-1] == b[:-1] and torch.equal(a[-1], b[-1])
 
     # loop -------------------------------------------------------------------------------------------
     def fit(
@@ -442,6 +469,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()  # under DDP this also averages the gradients over the ranks
         self.optimizer.step()
+        self._updates += 1
         if self.distributed:  # log the whole batch's losses: the mean of the equal-sized shards' means
             losses = torch.stack([l1.detach().float()] + ([] if cl is None else [cl.detach().float()]))
             dist.all_reduce(losses)

@@ -123,3 +123,27 @@ def test_branch_share_is_the_relative_change_each_module_makes(scene):
             expected = float((module(x) - x).norm() / x.norm())
             assert share == pytest.approx(expected, rel=1e-5)
     assert (shares > 0).all()
+
+
+def test_attention_io_stops_after_the_last_attention_module_with_a_full_pass_s_values(scene):
+    from enlcn.correlation import attention_io
+    from enlcn.data.images import to_tensor
+
+    model, lr, _ = scene
+    full: list = []
+    modules = model.attention_modules()
+    hooks = [m.register_forward_hook(lambda _m, a, o: full.append((a[0], o))) for m in modules]
+    tail_calls: list = []
+    with torch.no_grad():
+        model(to_tensor(lr[None]))
+    for h in hooks:
+        h.remove()
+    hook = model.tail.register_forward_hook(lambda *_: tail_calls.append(1))
+    try:
+        io = attention_io(model, lr)
+    finally:
+        hook.remove()
+    assert tail_calls == [] and len(io) == len(full) == len(model.attention_modules()) > 1
+    for (x, y), (x0, y0) in zip(io, full, strict=True):
+        assert torch.equal(x, x0) and torch.equal(y, y0)
+    assert len(model.attention_modules()[0]._forward_hooks) == 0  # its hooks are removed

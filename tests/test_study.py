@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from enlcn import study
 from enlcn.allocator import state as allocator_state
@@ -287,3 +288,18 @@ def test_verdicts_of_no_scores_keep_their_columns():
     verdict = study.verdicts(empty)
     assert verdict.empty and {"claim", "test set", "verdict"} <= set(verdict.columns)
     assert verdict.pivot(index=["claim", "paper", "paper Δ"], columns="test set", values=["verdict"]).empty
+
+
+def test_explorable_models_are_read_only_when_asked_for():
+    models = study.explorable_models("cpu")  # the committed cpu weights
+    assert "base" not in models and "EDSR (baseline)" not in models  # no attention, not explorable
+    assert list(models)[:2] == ["ENLA (k = 1)", "ENLA, ×k"] and len(models) == len(list(models))
+    assert "ENLA (k = 1)" in models and models.loaded == {}  # listing and `in` read no weights file
+    enlcn = models["ENLA, ×k, contrastive (ENLCN)"]
+    assert models["ENLA, ×k, contrastive (ENLCN)"] is enlcn and list(models.loaded) == [
+        "ENLA, ×k, contrastive (ENLCN)"
+    ]
+    reference = study.load_model("cpu", "enlca").state_dict()
+    assert not enlcn.training and all(torch.equal(v, reference[k]) for k, v in enlcn.state_dict().items())
+    with pytest.raises(KeyError):
+        models["EDSR (baseline)"]

@@ -213,3 +213,26 @@ def test_smoke_steps_are_read_once_and_checked(monkeypatch):
         monkeypatch.setenv("ENLCN_SMOKE_STEPS", bad)
         with pytest.raises(ValueError, match="ENLCN_SMOKE_STEPS must be a positive integer"):
             train_config("cpu")
+
+
+def test_best_and_latest_of_one_step_are_one_file_and_part_when_the_state_moves_on(tmp_path):
+    from enlcn.models.checkpoints import read_checkpoint
+
+    val = [("v", *pairs(1, size=12, seed=5)[0])]
+    trainer = Trainer(config(epochs=1, iters_per_epoch=2, checkpoint_every=2), pairs(), val, tmp_path)
+    trainer.fit(progress=False)
+    best, latest = tmp_path / "checkpoints" / "best.pt", tmp_path / "checkpoints" / "latest.pt"
+    assert best.stat().st_ino == latest.stat().st_ino  # validation's best at step 2 is the step's latest
+    state = read_checkpoint(latest)
+    assert state["step"] == 2 and state["best_psnr"] == trainer.best_psnr > 0
+    assert all(torch.equal(v, trainer.model.state_dict()[k]) for k, v in state["model"].items())
+    lr, hr = trainer.batches[0]
+    trainer.train_step(lr, hr)  # the weights move on at the same step count: written anew
+    trainer.checkpoint()
+    assert latest.stat().st_ino != best.stat().st_ino
+    moved = read_checkpoint(latest)["model"]
+    assert not all(torch.equal(v, read_checkpoint(best)["model"][k]) for k, v in moved.items())
+    torch.manual_seed(123)  # only the RNG moves on: written anew too
+    trainer.checkpoint("other")
+    assert not torch.equal(read_checkpoint(tmp_path / "checkpoints" / "other.pt")["torch_rng"],
+                           read_checkpoint(latest)["torch_rng"])

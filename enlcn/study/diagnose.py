@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..correlation import attention_inputs, branch_share, motif_queries, repeat_precision
+from ..correlation import attention_inputs, attention_io, branch_share, motif_queries, repeat_precision
 from ..data import bicubic_downscale
 from ..data.synthetic import true_repeats
 from ..profiles import get_profile
@@ -44,17 +44,22 @@ def exact_rows(module: nn.Module, x: torch.Tensor, index: np.ndarray) -> tuple[n
 
 @torch.no_grad()
 def repeat_mass(
-    model: nn.Module, lr: np.ndarray, labels: np.ndarray, queries: int = 32, seed: int = 0
+    model: nn.Module,
+    lr: np.ndarray,
+    labels: np.ndarray,
+    queries: int = 32,
+    seed: int = 0,
+    inputs: list[torch.Tensor] | None = None,
 ) -> pd.DataFrame:
     """Per motif query and attention module: :func:`~enlcn.correlation.repeat_precision` of the exact map
     (the query's own weight removed) and the spread ``max − min`` of the query's logits (a spread well below
     1 means a near-uniform map). Columns ``query, module, mass, uniform_mass, top_precision,
-    effective_positions, logit_spread``."""
+    effective_positions, logit_spread``. ``inputs`` (:func:`~enlcn.correlation.attention_inputs` of
+    ``model`` and ``lr``) saves the forward pass when it is at hand."""
     index = motif_queries(labels, queries, seed)
+    inputs = attention_inputs(model, lr) if inputs is None else inputs
     rows = []
-    for module_index, (module, x) in enumerate(
-        zip(model.attention_modules(), attention_inputs(model, lr), strict=True)
-    ):
+    for module_index, (module, x) in enumerate(zip(model.attention_modules(), inputs, strict=True)):
         logits, weights = exact_rows(module, x, index)
         for i, z, w in zip(index, logits, weights, strict=True):
             w = w.copy()
@@ -89,9 +94,10 @@ def attention_table(
     frames = []
     for (name, weights), model in models.items():
         for image_index, (lr, labels) in enumerate(lrs):
-            mass = repeat_mass(model, lr, labels, queries, seed=image_index)
+            io = attention_io(model, lr)  # one forward pass for both measures
+            mass = repeat_mass(model, lr, labels, queries, seed=image_index, inputs=[x for x, _ in io])
             mass = mass.groupby("module", as_index=False).mean(numeric_only=True).drop(columns="query")
-            mass["branch_share"] = branch_share(model, lr)
+            mass["branch_share"] = branch_share(model, lr, io)
             mass.insert(0, "image", image_index)
             mass.insert(0, "weights", weights)
             mass.insert(0, "run", name)

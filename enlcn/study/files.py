@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -152,14 +153,39 @@ def load_curves(
     return epochs, val
 
 
-def explorable_models(profile: str, root: Path = REPO) -> dict[str, torch.nn.Module]:
-    """Label → trained model (eval, CPU) of every run of ``profile`` that kept its weights and has
-    attention modules (the explorer's choice of models), in registry order."""
-    from ..train import load_trained
+class LazyModels(Mapping[str, torch.nn.Module]):
+    """Label → trained model (eval, CPU), each read from its weights file when first asked for, then kept.
 
-    out: dict[str, torch.nn.Module] = {}
+    The explorer offers every trained attention model but shows one or two: a paper-size model is 165 MB
+    and a second or two to read, so reading only those asked for saves both."""
+
+    def __init__(self, paths: dict[str, Path]) -> None:
+        self.paths = dict(paths)
+        self.loaded: dict[str, torch.nn.Module] = {}
+
+    def __getitem__(self, label: str) -> torch.nn.Module:
+        if label not in self.loaded:
+            from ..train import load_trained
+
+            self.loaded[label] = load_trained(self.paths[label])[0]  # KeyError for an unknown label
+        return self.loaded[label]
+
+    def __contains__(self, label: object) -> bool:  # Mapping's would read the model
+        return label in self.paths
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def explorable_models(profile: str, root: Path = REPO) -> LazyModels:
+    """Label → trained model (eval, CPU; read on first access) of every run of ``profile`` that kept its
+    weights and has attention modules (the explorer's choice of models), in registry order."""
+    paths = {}
     for _, run in unique_runs():
         path = result_dir(profile, run, root) / "weights.pt"
         if run.model != "edsr" and path.exists():
-            out[run.label.removeprefix("+ ")] = load_trained(path)[0]
-    return out
+            paths[run.label.removeprefix("+ ")] = path
+    return LazyModels(paths)
