@@ -149,6 +149,21 @@ def test_build_names_differ_between_environments(monkeypatch, tmp_path):
     assert native.build_name() == names["a"]
 
 
+def test_build_names_differ_between_checkouts_of_one_environment(tmp_path):
+    """Two checkouts (worktrees) sharing one venv: the same source text in two places gets two builds
+    (torch rebuilds a cached extension whose sources moved, so one name would rebuild on every switch)."""
+    copies = []
+    for checkout in ("one", "two"):
+        folder = tmp_path / checkout
+        folder.mkdir()
+        for path in native.SOURCE.parent.iterdir():
+            if path.is_file():
+                (folder / path.name).write_bytes(path.read_bytes())
+        copies.append(folder / native.SOURCE.name)
+    assert native.build_name(copies[0]) != native.build_name(copies[1])
+    assert native.build_name(copies[0]) == native.build_name(copies[0])
+
+
 def test_ENLCN_BUILD_WAIT_is_validated(monkeypatch):
     monkeypatch.delenv(native.WAIT_ENV, raising=False)
     assert native.build_wait() == native.DEFAULT_WAIT == 300.0

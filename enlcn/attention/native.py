@@ -91,13 +91,16 @@ def _cpu_flags() -> str:
 
 
 def build_name(source: Path | None = None) -> str:
-    """Extension name: changes with the source (default :data:`SOURCE`) and the headers beside it, the flags,
-    the torch version, the CPU's features and the Python environment (resolved ``sys.prefix``)."""
+    """Extension name: changes with the source (default :data:`SOURCE`: its text and where it lies) and the
+    headers beside it, the flags, the torch version, the CPU's features and the Python environment (resolved
+    ``sys.prefix``). Where the source lies counts because torch rebuilds a cached extension whose sources
+    moved: two checkouts sharing one environment would otherwise rebuild each other's kernels every time."""
     source = SOURCE if source is None else source
     headers = [h.read_text() for h in sorted(source.parent.glob("*.h"))]
     flags = " ".join(CFLAGS + LDFLAGS)
     env = str(Path(sys.prefix).resolve())
-    key = "\n".join([source.read_text(), *headers, flags, torch.__version__, _cpu_flags(), env])
+    where = str(source.resolve())
+    key = "\n".join([source.read_text(), *headers, flags, torch.__version__, _cpu_flags(), env, where])
     return f"enlcn_{source.stem}_" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
