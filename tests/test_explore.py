@@ -119,12 +119,15 @@ def test_live_explorer_data_from_models(tmp_path, monkeypatch, model, lr):
     labels = np.full(lr.shape[:2], -1, np.int32)
     labels[1:3, 1:3] = np.arange(4).reshape(2, 2)
     labels[8:10, 9:11] = np.arange(4).reshape(2, 2)
-    monkeypatch.setattr(explorer, "explorable_models", lambda *a: {"ENLA, ×k, contrastive (ENLCN)": model})
+    exact_peer = build_model("edsr+nla", 2, "quick").eval()  # no estimate, no F: not the page's subject
+    monkeypatch.setattr(explorer, "explorable_models",
+                        lambda *a: {"EDSR + NLA": exact_peer, "ENLA, ×k, contrastive (ENLCN)": model})
     monkeypatch.setattr(explorer, "explore_images", lambda *a: {"im": (lr, labels), "photo": (lr, None)})
     data = explorer.explorer_data("quick", tmp_path, image_names=("im", "photo"))
     n_modules = len(model.attention_modules())
     label = "ENLA, ×k, contrastive (ENLCN)"
     assert set(data) == {"profile", "encoding", "models", "images"}
+    assert list(data["models"]) == [label]  # the exact peer is left out
     assert len(data["models"][label]) == n_modules
     assert set(data["models"][label][0]) == {"k", "feature_eps", "orthogonal", "m", "c", "projection"}
     assert set(data["images"]["im"]) == {"shape", "lr", "labels", "embeddings"}

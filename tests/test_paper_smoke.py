@@ -25,7 +25,8 @@ from procs import run
 
 pytestmark = [pytest.mark.paper_smoke, pytest.mark.timeout(2700)]  # minutes on two cores
 REPO = Path(__file__).resolve().parents[1]
-ORDER = ("ablations", "correlation_maps", "explore", "pilot", "ablation_k", "efficiency", "findings")
+ORDER = ("ablations", "correlation_maps", "explore", "figure5", "pilot", "ablation_k", "efficiency",
+         "findings")
 
 
 @pytest.fixture(scope="module")

@@ -179,3 +179,13 @@ def test_whole_image_check_compares_only_images_the_run_scored(tmp_path):
         ("ENLCN", "coins"),
     ]
     assert list(check.difference) == [0.25, 0.0, 0.0]
+
+
+def test_the_figure_says_why_a_profile_on_the_standard_benchmarks_has_none():
+    from enlcn.study import qualitative
+
+    assert qualitative.unavailable("cpu") == "" and qualitative.unavailable("quick") == ""
+    why = qualitative.unavailable("paper")
+    assert "standard benchmarks" in why and "quick and cpu" in why
+    with pytest.raises(ValueError, match="standard benchmarks"):
+        qualitative.figure5_rows("paper", {})

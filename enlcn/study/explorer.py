@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..attention.enlca import ENLCA
 from ..correlation import embeddings
 from ..provenance import REPO, write_json_atomic, write_text_atomic
 from .data import explore_images
@@ -116,6 +117,12 @@ def _module_entry(module: torch.nn.Module) -> dict:
     }
 
 
+def _estimates(model) -> bool:
+    """Whether every attention module of ``model`` is ENLA/ENLCA (random features to estimate with): the
+    page's subject. Exact peers (NLA, NLSA, criss-cross) have no estimate and no ``F``."""
+    return all(isinstance(module, ENLCA) for module in model.attention_modules())
+
+
 def explorer_data(
     profile: str,
     root: Path = REPO,
@@ -125,7 +132,7 @@ def explorer_data(
     ``k``, ``ε`` and ``F``; per image and model the packed ``Q, K`` codes of every module."""
     scale = BASE.config(profile).scale
     images = explore_images(profile, scale)
-    trained = explorable_models(profile, root)
+    trained = {label: model for label, model in explorable_models(profile, root).items() if _estimates(model)}
     data: dict = {"profile": profile, "encoding": ENCODING, "models": {}, "images": {}}
     for label, model in trained.items():
         data["models"][label] = [_module_entry(m) for m in model.attention_modules()]
