@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,17 +48,19 @@ REPORT_VAR = "ENLCN_RESULTS_REPORT"
 
 @dataclass(frozen=True)
 class Comparison:
-    """How a recomputed table compares with the committed one."""
+    """How a recomputed result compares with the committed one."""
 
     same: bool  # within the tolerance
-    max_abs: float  # largest |new − old| over the numeric cells (0.0 when none differ)
+    max_abs: float  # largest |new − old| over the numeric cells (0.0: identical; NaN: not measured)
     why: str = ""  # what differs, when not ``same``
 
     def status(self) -> str:
         if not self.same:
-            return f"changed ({self.why})"
+            return f"changed ({self.why})" if self.why else "changed"
         if self.max_abs == 0:
             return "reproduced (identical)"
+        if math.isnan(self.max_abs):
+            return "reproduced"
         return f"reproduced (max difference {self.max_abs:.2g})"
 
 
@@ -119,7 +122,8 @@ class ResultFolder:
 
     def __post_init__(self) -> None:
         self.folder = Path(self.folder)
-        self.stale = parameters_differ(self.prov, self.committed_provenance())
+        self.committed = self.committed_provenance()  # the record of the numbers now in the folder
+        self.stale = parameters_differ(self.prov, self.committed)
 
     @property
     def render(self) -> bool:
@@ -135,27 +139,30 @@ class ResultFolder:
         atol: float = ATOL,
     ) -> pd.DataFrame:
         """The result table ``name``: the committed file's (render), or ``compute()`` checked against it
-        (recompute). Always as read back from its CSV, so both modes hand the page the same frame."""
-        path = self.folder / name
-        if path.exists() and self.render:
-            self.statuses[name] = "committed"
-            return read_table(path)
-        text = csv_text(compute(), digits)
-        if path.exists():
-            comparison = compare_tables(read_table(io.StringIO(text)), read_table(path), rtol, atol)
-            self.statuses[name] = comparison.status()
-            if comparison.same:
-                return read_table(path)
-        else:
-            self.statuses[name] = "new"
-        write_text_atomic(path, text)
-        return read_table(path)
+        (recompute). Always as read back from its CSV text, so both modes hand the page the same frame."""
+
+        def compare(new: str, old: str) -> Comparison:
+            return compare_tables(read_table(io.StringIO(new)), read_table(io.StringIO(old)), rtol, atol)
+
+        return read_table(io.StringIO(self._keep(name, lambda: csv_text(compute(), digits), compare)))
 
     def text(
         self, name: str, compute: Callable[[], str], same: Callable[[str, str], bool] | None = None
     ) -> str:
         """A result kept as text (e.g. a page's data file), like :meth:`table`; ``same(new, old)`` says
         whether a recomputation reproduced it (default: identical text)."""
+
+        def compare(new: str, old: str) -> Comparison:
+            if new == old:
+                return Comparison(True, 0.0)
+            return Comparison(same is not None and same(new, old), math.nan)
+
+        return self._keep(name, compute, compare)
+
+    def _keep(self, name: str, compute: Callable[[], str], compare: Callable[[str, str], Comparison]) -> str:
+        """The text of result ``name``: the committed file's in render mode; otherwise ``compute()``,
+        written unless ``compare(new, committed)`` says it reproduced the committed text (then that is
+        kept and returned). Records what happened in :attr:`statuses`."""
         path = self.folder / name
         if path.exists() and self.render:
             self.statuses[name] = "committed"
@@ -163,10 +170,10 @@ class ResultFolder:
         new = compute()
         if path.exists():
             old = path.read_text()
-            if new == old or (same is not None and same(new, old)):
-                self.statuses[name] = "reproduced" + (" (identical)" if new == old else "")
+            comparison = compare(new, old)
+            self.statuses[name] = comparison.status()
+            if comparison.same:
                 return old
-            self.statuses[name] = "changed"
         else:
             self.statuses[name] = "new"
         write_text_atomic(path, new)
@@ -181,10 +188,11 @@ class ResultFolder:
         """Write the provenance of this run if it wrote a result; return the table a page shows under its
         results: what this run did with each file, then the provenance of the numbers shown."""
         prov = self.prov.finish()
-        record = self.committed_provenance()
+        record = self.committed
         if self.wrote or self.stale or record is None:
             record = {**prov.to_dict(), "results": dict(self.statuses)}
             write_json_atomic(self.folder / PROVENANCE, record)
+            self.committed = record
         self.report()
         rows = [(f"file {name}", status) for name, status in self.statuses.items()]
         mode = "recompute" if self.recompute else "render" + (f" ({self.stale})" if self.stale else "")
