@@ -347,7 +347,7 @@ class Trainer:
         path = self.out_dir / "checkpoints" / f"{name}.pt"
         key = self._state_key()
         written = self._written
-        if written is not None and written[1] != path and self._same_state(written[0], key):
+        if written is not None and written[1] != path and written[0] == key:
             try:
                 with atomic.replacing(path, point="checkpoint-write") as tmp:
                     tmp.unlink()
@@ -359,14 +359,11 @@ class Trainer:
         self._written = (key, path)
         return path
 
-    def _state_key(self) -> tuple[int, int, int, float, Tensor]:
+    def _state_key(self) -> tuple[int, int, int, float, bytes]:
         """What tells two states of this trainer apart: its count of weight updates and loads, the step,
-        the scheduler's epoch, the best PSNR and the torch RNG state."""
-        return (self._updates, self.step, self.scheduler.last_epoch, self.best_psnr, torch.get_rng_state())
-
-    @staticmethod
-    def _same_state(a: tuple, b: tuple) -> bool:
-        return a[:-1] == b[:-1] and torch.equal(a[-1], b[-1])
+        the scheduler's epoch, the best PSNR and the torch RNG state (as bytes, so keys compare with ==)."""
+        rng = torch.get_rng_state().numpy().tobytes()
+        return (self._updates, self.step, self.scheduler.last_epoch, self.best_psnr, rng)
 
     # loop -------------------------------------------------------------------------------------------
     def fit(
