@@ -128,6 +128,6 @@ def test_notebooks_keep_their_results_through_a_result_folder(path):
     wrote a file itself would rewrite it on every `make book`."""
     code = "\n".join("".join(c["source"]) for c in cells(path) if c["cell_type"] == "code")
     assert "ResultFolder(" in code and "recompute" in code
-    writers = ("write_csv_atomic", "write_json_atomic", "write_text_atomic", "write_explorer_js", ".to_csv(")
+    writers = ("write_csv_atomic", "write_json_atomic", "write_text_atomic", ".to_csv(")
     for writer in writers:
         assert writer not in code, f"{path.name} writes with {writer}: use a ResultFolder"

@@ -28,7 +28,7 @@ import torch
 
 from ..attention.enlca import ENLCA
 from ..correlation import embeddings
-from ..provenance import REPO, write_json_atomic, write_text_atomic
+from ..provenance import REPO
 from .data import explore_images
 from .files import explorable_models
 from .registry import BASE
@@ -212,14 +212,6 @@ def read_explorer_js(text: str) -> dict:
     if not text.startswith(PREFIX):
         raise ValueError(f"explorer data: expected text starting with {PREFIX!r}, got {text[:40]!r}")
     return json.loads(text[len(PREFIX):].rstrip().removesuffix(";"))
-
-
-def write_explorer_js(data: dict, path: Path, provenance: dict | None = None) -> Path:
-    """:func:`explorer_js` at ``path`` (atomically), and the provenance beside it."""
-    write_text_atomic(path, explorer_js(data))
-    if provenance is not None:
-        write_json_atomic(path.with_name("provenance.json"), provenance)
-    return path
 
 
 def _same_codes(a: str, b: str, n: int, c: int, count: int) -> bool:
