@@ -1,5 +1,5 @@
-"""Exploring one query's attention: state in, maps and numbers out (the explorer notebook, ``enlcn maps``,
-and the book's offline explorer page all call this).
+"""Exploring one query's attention: state in, maps and numbers out (the explorer notebook and ``enlcn maps``
+call this; the book's live explorer page computes the same maps in the browser and is tested against it).
 
 For a model, an LR image, a query position and one attention module, :func:`explore` returns the exact
 ``softmax(QᵢᵀK)`` map (the paper's correlation map, Figs. 1, 7, 8), ENLA's random-feature estimate of it
