@@ -333,10 +333,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_environment()
         return args.func(args)
     except (ValueError, KeyError, OSError, IndexError, RuntimeError) as err:
         print(f"enlcn {args.command}: error: {one_line(err)}", file=sys.stderr)
         return 2
+
+
+def check_environment() -> None:
+    """Refuse, before any work, the ``ENLCN_*`` settings the native kernels would refuse later
+    (``ENLCN_ISA``, ``ENLCN_BUILD_WAIT``): a ``ValueError`` naming the variable and what is wrong."""
+    from .attention import native
+
+    native.isa_level()
+    native.build_wait()
 
 
 def one_line(err: BaseException) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from procs import enlcn, run
 
@@ -102,3 +104,13 @@ def test_data_list_and_an_unknown_dataset(tmp_path, capsys):
     assert "DIV2K_train_HR.zip" in capsys.readouterr().out
     assert main(["data", "fetch", "no-such-set", "--root", str(tmp_path)]) == 3
     assert "no-such-set" in capsys.readouterr().err
+
+
+def test_a_bad_kernel_setting_is_refused_before_any_work(tmp_path):
+    """``ENLCN_ISA`` naming no level (or one the CPU lacks) stops the command at once, naming the variable."""
+    out = run(enlcn("flops"), env={**os.environ, "ENLCN_ISA": "sse9"}, cwd=tmp_path)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.strip() == (
+        "enlcn flops: error: ENLCN_ISA='sse9': expected one of avx512, avx2, generic "
+        "(unset: the best this CPU runs)"
+    )

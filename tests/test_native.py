@@ -186,3 +186,60 @@ def test_build_name_changes_with_the_cpu_and_the_source(monkeypatch, tmp_path):
     src.write_text(native.SOURCE.read_text() + "\n// edited\n")
     monkeypatch.setattr(native, "SOURCE", src)
     assert len({name, other_cpu, native.build_name()}) == 3
+
+
+V3_CPU = " ".join(native.LEVELS["avx2"][1])  # an AVX2-only CPU (AMD Zen 2/3) as /proc/cpuinfo lists it
+
+
+def test_the_default_level_is_the_best_this_cpu_runs(monkeypatch):
+    monkeypatch.delenv(native.ISA_ENV, raising=False)
+    monkeypatch.setattr(native, "_cpu_flags", lambda: V3_CPU)
+    assert native.supported_levels() == ("avx2", "generic")
+    assert native.isa_level() == "avx2"
+    monkeypatch.setattr(native, "_cpu_flags", lambda: V3_CPU + " " + " ".join(native.LEVELS["avx512"][1]))
+    assert native.supported_levels() == ("avx512", "avx2", "generic")
+    assert native.isa_level() == "avx512"
+    monkeypatch.setattr(native, "_cpu_flags", lambda: "fpu sse sse2")  # a pre-2009 x86-64
+    assert native.isa_level() == "generic"
+
+
+def test_a_forced_level_is_checked_against_the_cpu_before_any_build(monkeypatch):
+    monkeypatch.setattr(native, "_cpu_flags", lambda: V3_CPU)
+    monkeypatch.setenv(native.ISA_ENV, "AVX2")
+    assert native.isa_level() == "avx2"
+    monkeypatch.setenv(native.ISA_ENV, "avx512")
+    with pytest.raises(
+        ValueError, match=r"ENLCN_ISA='avx512': this CPU cannot run it \(lacks avx512bw, avx512cd"
+    ):
+        native.isa_level()
+    with pytest.raises(ValueError, match="ENLCN_ISA='avx512'"):
+        native._build(native.SOURCE, "test kernel")  # before anything is compiled
+    monkeypatch.setenv(native.ISA_ENV, "sse9")
+    with pytest.raises(ValueError, match=r"ENLCN_ISA='sse9': expected one of avx512, avx2, generic"):
+        native.isa_level()
+
+
+def test_each_level_has_its_own_flags_and_build_name(monkeypatch):
+    """A forced level changes the cache key, so no machine loads a build that assumes more than it has."""
+    assert "-march=x86-64-v4" in native.cflags("avx512") and "-march=x86-64-v3" in native.cflags("avx2")
+    assert "-march=x86-64" in native.cflags("generic") and not any(
+        "native" in f for f in native.cflags("generic")
+    )
+    names = {level: native.build_name(level=level) for level in native.LEVELS}
+    assert len(set(names.values())) == 3 and names["avx2"].startswith("enlcn_enlca_cpu_avx2_")
+    monkeypatch.setattr(native, "_cpu_flags", lambda: V3_CPU)
+    monkeypatch.setenv(native.ISA_ENV, "generic")
+    assert native.build_name() == native.build_name(level="generic") != native.build_name(level="avx2")
+
+
+def test_off_x86_there_is_no_level_and_the_python_paths_run(monkeypatch):
+    monkeypatch.setattr(native.platform, "machine", lambda: "aarch64")
+    monkeypatch.delenv(native.ISA_ENV, raising=False)
+    assert native.supported_levels() == () and native.isa_level() is None
+    module, why = native._build(native.SOURCE, "test kernel")
+    assert (
+        module is None and why == "not built for aarch64: the kernels are x86-64 only (the Python paths run)"
+    )
+    monkeypatch.setenv(native.ISA_ENV, "avx2")
+    with pytest.raises(ValueError, match="x86-64 only"):
+        native.isa_level()

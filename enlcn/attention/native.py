@@ -13,11 +13,17 @@ Both variants run on it (``variant="paper"``: ``feature_eps = 0``, i.i.d. featur
 shift), amplifications too large for the constant shifts (:data:`enlcn.attention.fast.MAX_CONSTANT_RANGE`),
 non-float32 or non-CPU tensors.
 
-The kernel is compiled with ``torch.utils.cpp_extension`` (``-O3 -march=native -fopenmp``, ~30–60 s once per
-environment, torch version and source) into torch's extension cache, under a name that includes a hash of
-the source, the compile flags, the torch version, this CPU's flags and the Python environment
-(``sys.prefix``), so that a home directory shared by two different CPUs never loads a binary built for the
-other and two virtual environments on one machine do not rebuild each other's kernels. Anything that
+The kernel is compiled with ``torch.utils.cpp_extension`` (``-O3 -fopenmp`` and one instruction-set level's
+``-march``, ~30–60 s once per environment, torch version, level and source) into torch's extension cache,
+under a name that includes a hash of the source, the compile flags (the level's among them), the torch
+version, this CPU's flags and the Python environment (``sys.prefix``), so that a home directory shared by two
+different CPUs never loads a binary built for the other and two virtual environments on one machine do not
+rebuild each other's kernels.
+
+Instruction-set levels (:data:`LEVELS`): ``avx512`` (``-march=x86-64-v4``), ``avx2`` (``x86-64-v3``: AVX2 +
+FMA) and ``generic`` (``x86-64``: SSE2 only, the scalar code). The best level this CPU supports is built
+unless ``ENLCN_ISA`` names another it supports (to build, test and benchmark every level on one machine); a
+level the CPU lacks, or an unknown name, is a ``ValueError`` before anything is built. Anything that
 prevents building or loading it (no compiler, no ``sgemm_`` symbol in torch's library, a non-x86 machine)
 makes :func:`load` return ``None``; the Python fused path is then used and :func:`status` says why.
 ``ENLCN_NATIVE=0`` switches it off.
@@ -60,9 +66,23 @@ CONTRASTIVE_SOURCE = Path(__file__).with_name("csrc") / "contrastive_cpu.cpp"
 ENLA_TRAIN_SOURCE = Path(__file__).with_name("csrc") / "enla_train_cpu.cpp"
 #: exact softmax attention over windows of chunks, forward and backward (training; enlcn.attention.blocked)
 ATTENTION_SOURCE = Path(__file__).with_name("csrc") / "attention_cpu.cpp"
-CFLAGS = ("-O3", "-march=native", "-fopenmp")
+#: flags of every level; :func:`cflags` adds the level's ``-march`` (and ``-mtune=native``, which tunes
+#: scheduling for the building CPU but assumes no instruction beyond the level's)
+CFLAGS = ("-O3", "-fopenmp")
 LDFLAGS = ("-fopenmp",)
 ENV = "ENLCN_NATIVE"
+#: forces an instruction-set level (one of :data:`LEVELS`); unset: the best this CPU supports
+ISA_ENV = "ENLCN_ISA"
+_V2 = ("cx16", "lahf_lm", "popcnt", "pni", "sse4_1", "sse4_2", "ssse3")  # /proc/cpuinfo names ("pni" = SSE3)
+_V3 = (*_V2, "avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave")  # "abm" = LZCNT
+_V4 = (*_V3, "avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl")
+#: instruction-set levels, best first: the ``-march`` each is compiled with and the CPU flags it needs
+#: (the x86-64 psABI's microarchitecture levels v4, v3 and the baseline)
+LEVELS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "avx512": ("x86-64-v4", _V4),
+    "avx2": ("x86-64-v3", _V3),
+    "generic": ("x86-64", ()),
+}
 #: tokens per block: the block's feature map, (m+1)×256 floats, stays in L2 (measured: 256 faster than
 #: 512 and 1024 at 150×150 on a 2-core AMD EPYC; see enlcn/attention/fast.py)
 BLOCK = 256
@@ -90,18 +110,65 @@ def _cpu_flags() -> str:
     return platform.processor() or platform.machine()
 
 
-def build_name(source: Path | None = None) -> str:
+def is_x86() -> bool:
+    """Whether this machine is x86-64, the only architecture the kernels are written for."""
+    return platform.machine().lower() in ("x86_64", "amd64")
+
+
+def supported_levels() -> tuple[str, ...]:
+    """The levels of :data:`LEVELS` this CPU can run, best first (``()`` off x86-64)."""
+    if not is_x86():
+        return ()
+    flags = set(_cpu_flags().split())
+    return tuple(level for level, (_, needs) in LEVELS.items() if flags.issuperset(needs))
+
+
+def isa_level() -> str | None:
+    """The level the kernels are built for: :data:`ISA_ENV` when set, else the best this CPU supports;
+    ``None`` off x86-64. An unknown name, or a level this CPU lacks (its binary would die of an illegal
+    instruction), is a ``ValueError`` naming the variable and what is missing."""
+    raw = os.environ.get(ISA_ENV, "").strip().lower()
+    supported = supported_levels()
+    if not raw:
+        return supported[0] if supported else None
+    if raw not in LEVELS:
+        raise ValueError(
+            f"{ISA_ENV}={raw!r}: expected one of {', '.join(LEVELS)} (unset: the best this CPU runs)"
+        )
+    if raw not in supported:
+        if not is_x86():
+            raise ValueError(f"{ISA_ENV}={raw!r}: the native kernels are x86-64 only ({platform.machine()})")
+        missing = sorted(set(LEVELS[raw][1]) - set(_cpu_flags().split()))
+        raise ValueError(
+            f"{ISA_ENV}={raw!r}: this CPU cannot run it (lacks {', '.join(missing)}); it runs "
+            f"{', '.join(supported)}"
+        )
+    return raw
+
+
+def cflags(level: str | None = None) -> tuple[str, ...]:
+    """The compile flags of ``level`` (default :func:`isa_level`): :data:`CFLAGS` and the level's ``-march``
+    (plus ``-mtune=native`` above the generic level)."""
+    level = isa_level() if level is None else level
+    march = LEVELS[level][0]
+    tune = () if level == "generic" else ("-mtune=native",)
+    return (*CFLAGS, f"-march={march}", *tune)
+
+
+def build_name(source: Path | None = None, level: str | None = None) -> str:
     """Extension name: changes with the source (default :data:`SOURCE`: its text and where it lies) and the
-    headers beside it, the flags, the torch version, the CPU's features and the Python environment (resolved
-    ``sys.prefix``). Where the source lies counts because torch rebuilds a cached extension whose sources
-    moved: two checkouts sharing one environment would otherwise rebuild each other's kernels every time."""
+    headers beside it, the flags (the instruction-set ``level``'s among them, default :func:`isa_level`),
+    the torch version, the CPU's features and the Python environment (resolved ``sys.prefix``). Where the
+    source lies counts because torch rebuilds a cached extension whose sources moved: two checkouts sharing
+    one environment would otherwise rebuild each other's kernels every time."""
     source = SOURCE if source is None else source
+    level = isa_level() if level is None else level
     headers = [h.read_text() for h in sorted(source.parent.glob("*.h"))]
-    flags = " ".join(CFLAGS + LDFLAGS)
+    flags = " ".join(cflags(level) + LDFLAGS)
     env = str(Path(sys.prefix).resolve())
     where = str(source.resolve())
     key = "\n".join([source.read_text(), *headers, flags, torch.__version__, _cpu_flags(), env, where])
-    return f"enlcn_{source.stem}_" + hashlib.sha256(key.encode()).hexdigest()[:12]
+    return f"enlcn_{source.stem}_{level}_" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
 def _announce_build(build_dir: Path, name: str, what: str = "ENLCA CPU kernel") -> None:
@@ -194,34 +261,41 @@ def _locked(lock: Path, wait: float, build: Callable[[], ModuleType]) -> tuple[M
         os.close(fd)  # releases the flock
 
 
-def _compile(cpp_extension: ModuleType, build_dir: Path, name: str, source: Path, what: str) -> ModuleType:
-    """``cpp_extension.load`` of ``source`` as ``name`` into ``build_dir`` (holding the build lock)."""
+def _compile(
+    cpp_extension: ModuleType, build_dir: Path, name: str, source: Path, what: str, level: str
+) -> ModuleType:
+    """``cpp_extension.load`` of ``source`` as ``name`` into ``build_dir`` for ``level`` (holding the build
+    lock)."""
     _announce_build(build_dir, name, what)
     faultpoint.pause("native-build")
     return cpp_extension.load(
-        name, [str(source)], extra_cflags=list(CFLAGS), extra_ldflags=list(LDFLAGS), verbose=False
+        name, [str(source)], extra_cflags=list(cflags(level)), extra_ldflags=list(LDFLAGS), verbose=False
     )
 
 
 def _build(source: Path, what: str) -> tuple[ModuleType | None, str | None]:
-    """Build (or load from torch's cache) the extension of ``source``: ``(module, None)`` or ``(None, why)``.
-    """
+    """Build (or load from torch's cache) the extension of ``source``: ``(module, None)`` or
+    ``(None, why)``."""
     if os.environ.get(ENV, "1") == "0":
         return None, f"switched off by {ENV}=0"
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return None, f"not built for {platform.machine()} (x86-64 only)"
+    if not is_x86():
+        return None, f"not built for {platform.machine()}: the kernels are x86-64 only (the Python paths run)"
     wait = build_wait()
+    level = isa_level()
+    assert level is not None  # x86-64 always runs the generic level
     try:
         from torch.utils import cpp_extension
 
-        name = build_name(source)
+        name = build_name(source, level)
         build_dir = Path(cpp_extension._get_build_directory(name, verbose=False))
         build_dir.mkdir(parents=True, exist_ok=True)
         module, why = _locked(
-            build_dir / LOCK_FILE, wait, lambda: _compile(cpp_extension, build_dir, name, source, what)
+            build_dir / LOCK_FILE, wait, lambda: _compile(cpp_extension, build_dir, name, source, what, level)
         )
     except Exception as exc:  # noqa: BLE001 - any build/load failure means: use the Python path
         return None, f"build or load failed: {type(exc).__name__}: {str(exc).strip().splitlines()[-1][:300]}"
+    if module is not None and hasattr(module, "isa") and module.isa() != level:
+        module, why = None, f"the build of {name} says it is for {module.isa()}, not {level}"
     if module is None:
         print(f"enlcn: the native {what} falls back to the Python path: {why}", file=sys.stderr, flush=True)
     return module, why
@@ -260,36 +334,42 @@ def load_enla_train() -> ModuleType | None:
     return _load(ENLA_TRAIN_SOURCE, "ENLA training CPU kernel")
 
 
-def _brgemm_status(ext: ModuleType | None, source: Path) -> str:
+#: how :func:`status` and its kin name each level
+LABELS = {"avx512": "AVX-512", "avx2": "AVX2", "generic": "generic x86-64"}
+
+
+def _native_status(ext: ModuleType | None, source: Path) -> str:
+    """``"native (<level>[, oneDNN brgemm | , sgemm])"`` for a loaded kernel, else ``"python: <why not>"``."""
     if ext is None:
         return f"python: {_why_not.get(source)}"
-    return f"native ({'oneDNN brgemm' if ext.uses_brgemm() else 'sgemm'})"
+    parts = [LABELS[isa_level() or "generic"]]
+    if hasattr(ext, "uses_brgemm"):
+        parts.append("oneDNN brgemm" if ext.uses_brgemm() else "sgemm")
+    return f"native ({', '.join(parts)})"
 
 
 def enla_train_status() -> str:
-    """Which code trains ENLA/ENLCA's attention on the CPU: ``"native (oneDNN brgemm)"``,
-    ``"native (sgemm)"`` or ``"python: <why not>"``."""
-    return _brgemm_status(load_enla_train(), ENLA_TRAIN_SOURCE)
+    """Which code trains ENLA/ENLCA's attention on the CPU: ``"native (AVX2, oneDNN brgemm)"``,
+    ``"native (AVX-512, sgemm)"`` and the like, or ``"python: <why not>"``."""
+    return _native_status(load_enla_train(), ENLA_TRAIN_SOURCE)
 
 
 def attention_status() -> str:
-    """Which code computes NLA's and NLSA's blocked attention on the CPU: ``"native (oneDNN brgemm)"``,
-    ``"native (sgemm)"`` or ``"python: <why not>"``."""
-    return _brgemm_status(load_attention(), ATTENTION_SOURCE)
+    """Which code computes NLA's and NLSA's blocked attention on the CPU: ``"native (<level>, oneDNN
+    brgemm)"``, ``"native (<level>, sgemm)"`` or ``"python: <why not>"``."""
+    return _native_status(load_attention(), ATTENTION_SOURCE)
 
 
 def contrastive_status() -> str:
-    """``"native"`` or ``"python: <why not>"``: which code computes the contrastive loss on the CPU."""
-    return "native" if load_contrastive() is not None else f"python: {_why_not.get(CONTRASTIVE_SOURCE)}"
+    """``"native (<level>)"`` or ``"python: <why not>"``: which code computes the contrastive loss on the
+    CPU."""
+    return _native_status(load_contrastive(), CONTRASTIVE_SOURCE)
 
 
 def status() -> str:
-    """``"native (AVX-512, oneDNN brgemm)"`` (what it was built with), or ``"python: <why not native>"``."""
-    ext = load()
-    if ext is None:
-        return f"python: {_why_not.get(SOURCE)}"
-    parts = [p for p, on in (("AVX-512", ext.avx512()), ("oneDNN brgemm", ext.uses_brgemm())) if on]
-    return f"native ({', '.join(parts)})" if parts else "native"
+    """``"native (AVX-512, oneDNN brgemm)"`` (the level it was built for, and its products), or
+    ``"python: <why not native>"``."""
+    return _native_status(load(), SOURCE)
 
 
 def supported(x: Tensor, s_q: float | None, s_k: float | None) -> bool:
