@@ -12,7 +12,7 @@ import torch
 from conftest import reference_forward
 from procs import run
 
-from enlcn.attention import build_attention, native
+from enlcn.attention import build_attention, fast, native
 from enlcn.attention.fast import _enlca_whole, constant_shifts
 
 X86_WITH_COMPILER = platform.machine().lower() in ("x86_64", "amd64") and bool(shutil.which("c++"))
@@ -28,7 +28,7 @@ def test_kernel_builds_on_x86_with_a_compiler():
 
 def _native(mod, x, block=native.BLOCK):
     s_q, s_k = constant_shifts(mod.projection, mod.options.k, mod.options.key_norm)
-    return native.enlca_native(mod, x, s_q, s_k, block=block)
+    return fast.enlca_native(mod, x, s_q, s_k, block=block)
 
 
 def assert_close(y, ref, x):
@@ -58,11 +58,9 @@ def test_native_equalsreference_forward(shape, variant, kind, m):
 @needs_kernel
 def test_images_larger_than_the_python_chunk_take_the_kernel(monkeypatch):
     """The kernel is used at every size (it blocks by itself), not only below the Python path's chunk."""
-    import enlcn.attention.fast as fast
-
     calls = []
-    real = native.enlca_native
-    monkeypatch.setattr(native, "enlca_native", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = fast.enlca_native
+    monkeypatch.setattr(fast, "enlca_native", lambda *a, **k: calls.append(1) or real(*a, **k))
     mod = build_attention("enlca", 16, m=16).eval()
     x = torch.randn(1, 16, 12, 12)
     ref = reference_forward(mod, x)
@@ -155,7 +153,7 @@ def test_kernel_rejects_bad_operands_with_a_clear_error():
     ext = native.load()
     mod = build_attention("enlca", 16, m=16).eval()
     s_q, s_k = constant_shifts(mod.projection, mod.options.k, mod.options.key_norm)
-    ops = native.kernel_operands(mod, s_q, s_k)
+    ops = fast.kernel_operands(mod, s_q, s_k)
     with pytest.raises(RuntimeError, match="contiguous float32 CPU"):
         ext.enlca_forward(torch.randn(1, 16, 4, 4).double(), *ops, 1.0, 1e-5, 0.0, 0.1, 256)
     with pytest.raises(RuntimeError, match="inconsistent shapes"):

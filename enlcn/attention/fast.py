@@ -72,15 +72,25 @@ sums then vary from call to call).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from . import native
+from .options import ENLCAOptions
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .enlca import ENLCA
+
+class ENLCA(Protocol):
+    """What the fused path reads of an ENLCA/ENLA module (:class:`enlcn.attention.enlca.ENLCA` is one):
+    its options, the embeddings θ, δ, ψ and the feature matrix F. A protocol, so that this module needs
+    nothing from the module that calls it."""
+
+    options: ENLCAOptions
+    theta: nn.Conv2d
+    delta: nn.Conv2d
+    psi: nn.Conv2d
+    projection: Tensor  # F, [m, c]
 
 #: tokens per column block: whole images up to 181×181 (smaller blocks were not faster on the CPU)
 DEFAULT_CHUNK = 32768
@@ -97,7 +107,7 @@ def fast_supported(module: ENLCA, x: Tensor | None = None) -> bool:
     return module.options.embed_kernel == 1
 
 
-def fused_embedding_weights(module, dt: torch.dtype) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def fused_embedding_weights(module: ENLCA, dt: torch.dtype) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """θ|δ stacked as one ``[2c, C]`` matrix with ``[2c, 1]`` bias, and ψ as ``[C, C]`` with ``[C]`` bias."""
     c, ch = module.theta.out_channels, module.theta.in_channels
     w_qk = torch.cat([module.theta.weight.reshape(c, ch), module.delta.weight.reshape(c, ch)]).to(dt)
@@ -119,7 +129,7 @@ def enlca_fast(module: ENLCA, x: Tensor, chunk: int = DEFAULT_CHUNK) -> Tensor:
     o = module.options
     q_shift, k_shift = constant_shifts(module.projection, o.k, o.key_norm)
     if getattr(module, "use_native", True) and native.supported(x, q_shift, k_shift) and native.load():
-        return native.enlca_native(module, x, q_shift, k_shift)  # any size: it works in blocks itself
+        return enlca_native(module, x, q_shift, k_shift)  # any size: it works in blocks itself
     if chunk >= x.shape[-2] * x.shape[-1] and q_shift is not None and k_shift is not None:
         return _enlca_whole(module, x, q_shift, k_shift)
     bsz, ch, height, width = x.shape
@@ -305,3 +315,28 @@ def _enlca_whole(module: ENLCA, x: Tensor, s_q: float, s_k: float) -> Tensor:
         res = ctx_t @ phi_q  # [C+1, N]: numerator (×res_scale) and normalizer
         torch.addcdiv(xi, res[:ch], res[ch:], out=out[i].reshape(ch, n))
     return out
+
+
+def kernel_operands(module: ENLCA, s_q: float, s_k: float) -> tuple[Tensor, ...]:
+    """``w_qk, b_qk, p_q, p_k, w_v, b_v`` of the native kernel (float32, contiguous) for ``module``: the fused
+    embedding weights and the projections of :func:`augmented_projections`, exactly as :func:`_enlca_whole`
+    uses them."""
+    w_qk, b_qk, w_v, b_v = fused_embedding_weights(module, torch.float32)
+    p_q, p_k = augmented_projections(module.projection.float(), s_q, s_k, float(module.options.feature_eps))
+    return tuple(t.contiguous() for t in (w_qk, b_qk.reshape(-1), p_q, p_k, w_v, b_v))
+
+
+@torch.no_grad()
+def enlca_native(module: ENLCA, x: Tensor, s_q: float, s_k: float, block: int = native.BLOCK) -> Tensor:
+    """ENLCA/ENLA inference forward of ``module`` on ``x`` by the native kernel (:mod:`.native`, whose
+    ``enlca_forward`` computes :func:`_enlca_whole` in blocks of ``block`` tokens); a ``RuntimeError`` when
+    the kernel is unavailable."""
+    ext = native.load()
+    if ext is None:
+        raise RuntimeError(f"the native ENLCA kernel is not available ({native.status()})")
+    o = module.options
+    eps_k = float(o.feature_eps) * math.exp(-s_k)  # φ(K) = exp(F K − ‖K‖²/2 − s_k) + eps·exp(−s_k)
+    ops = kernel_operands(module, s_q, s_k)
+    return ext.enlca_forward(
+        x.contiguous(), *ops, math.sqrt(o.k), float(o.norm_eps), eps_k, float(o.res_scale), int(block)
+    )

@@ -1,6 +1,9 @@
-"""The native CPU kernel of ENLCA's inference path (``csrc/enlca_cpu.cpp``): built on first use, optional.
+"""The native CPU kernels (``csrc/``): built on first use, loaded, optional. A leaf: it builds and loads
+kernels that take tensors; preparing a module's weights for them is the caller's (e.g.
+:func:`enlcn.attention.fast.kernel_operands`).
 
-:func:`enlca_native` computes exactly what :func:`enlcn.attention.fast._enlca_whole` computes (same
+ENLCA's inference kernel (``csrc/enlca_cpu.cpp``, called by :func:`enlcn.attention.fast.enlca_native`)
+computes exactly what :func:`enlcn.attention.fast._enlca_whole` computes (same
 products, same constant shifts, Eqs. 3–6), but over blocks of :data:`BLOCK` tokens in one parallel region,
 so that each block's feature map is produced, exponentiated and consumed while it is in cache instead of
 being streamed through memory by whole-image BLAS calls. Its ``exp`` is a polynomial (≤ 2 ulp against
@@ -48,15 +51,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from .. import faultpoint
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .enlca import ENLCA
 
 SOURCE = Path(__file__).with_name("csrc") / "enlca_cpu.cpp"
 #: the contrastive loss's fused row kernel (training; enlcn.attention.contrastive)
@@ -375,29 +374,3 @@ def status() -> str:
 def supported(x: Tensor, s_q: float | None, s_k: float | None) -> bool:
     """Whether the kernel applies: float32 on the CPU, both constant shifts (see ``fast.constant_shifts``)."""
     return x.device.type == "cpu" and x.dtype == torch.float32 and s_q is not None and s_k is not None
-
-
-def kernel_operands(module: ENLCA, s_q: float, s_k: float) -> tuple[Tensor, ...]:
-    """``w_qk, b_qk, p_q, p_k, w_v, b_v`` of the kernel (float32, contiguous) for ``module``: the fused
-    embedding weights and the projections of :func:`enlcn.attention.fast.augmented_projections`, exactly as
-    :func:`enlcn.attention.fast._enlca_whole` uses them.
-    """
-    from .fast import augmented_projections, fused_embedding_weights
-
-    w_qk, b_qk, w_v, b_v = fused_embedding_weights(module, torch.float32)
-    p_q, p_k = augmented_projections(module.projection.float(), s_q, s_k, float(module.options.feature_eps))
-    return tuple(t.contiguous() for t in (w_qk, b_qk.reshape(-1), p_q, p_k, w_v, b_v))
-
-
-@torch.no_grad()
-def enlca_native(module: ENLCA, x: Tensor, s_q: float, s_k: float, block: int = BLOCK) -> Tensor:
-    """ENLCA/ENLA inference forward of ``module`` on ``x`` by the native kernel (call :func:`load` first)."""
-    ext = load()
-    if ext is None:
-        raise RuntimeError(f"the native ENLCA kernel is not available ({_why_not.get(SOURCE)})")
-    o = module.options
-    eps_k = float(o.feature_eps) * math.exp(-s_k)  # φ(K) = exp(F K − ‖K‖²/2 − s_k) + eps·exp(−s_k)
-    ops = kernel_operands(module, s_q, s_k)
-    return ext.enlca_forward(
-        x.contiguous(), *ops, math.sqrt(o.k), float(o.norm_eps), eps_k, float(o.res_scale), int(block)
-    )
