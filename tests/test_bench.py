@@ -261,14 +261,15 @@ def test_attention_floors_count_the_blocked_paths_products(pipeline_run):
     assert r["sgemm_gflops"]["value"] > 0
     assert 1.0 < r["edsr_nla_over_edsr_train_step_floor_at_product_rate"]["value"]
     assert 1.0 < r["edsr_nlsa_over_edsr_train_step_floor_at_product_rate"]["value"]
-    if bench.native.load_attention() is not None:  # the floor's rate is the faster of the two
+    if native.load_attention() is not None:  # the floor's rate is the faster of the two
         assert r["native_kernel_gflops"]["value"] > 0
 
 
 def test_interleaved_measurements_warm_the_allocator_first(monkeypatch):
     # a cold allocator page-faults every step's large blocks back, a constant that pulls ratios to 1
     calls = []
-    monkeypatch.setattr(bench, "warm_allocator", lambda: calls.append("warm") or True)
+    for module in (bench.pipeline, bench.operators):  # where paired_train_steps / paired_times look it up
+        monkeypatch.setattr(module, "warm_allocator", lambda: calls.append("warm") or True)
     steps = bench.paired_train_steps(["edsr"], "quick", 1, 0, 1, "cpu")
     assert calls == ["warm"] and list(steps.operator) == ["edsr"]
     bench.paired_times(["conv3x3"], 8, 1, 0, 1, "cpu")
@@ -282,3 +283,46 @@ def test_training_steps_run_channels_last_when_asked(monkeypatch):
     assert len(tensors) == 2 and all(t.is_contiguous(memory_format=torch.channels_last) for t in tensors)
     step()  # the model and the loss run in that layout
     assert bench.CHANNELS_LAST_ENV in bench.PATH_SWITCHES  # recorded in the run's parameters when set
+
+
+#: enlcn.bench's modules, each importing only modules before it (timing and report: none of them)
+BENCH_MODULES = ("timing", "report", "operators", "contrastive", "networks", "roofline", "pipeline")
+BENCH_MODULES += ("explorer", "cli")
+
+
+def _bench_files() -> dict:
+    from pathlib import Path
+
+    return {f.stem: f.read_text() for f in sorted(Path(bench.__file__).parent.glob("*.py"))}
+
+
+def test_no_bench_module_is_over_400_lines():
+    sizes = {name: len(text.splitlines()) for name, text in _bench_files().items()}
+    assert set(sizes) == {*BENCH_MODULES, "__init__", "__main__"}
+    assert max(sizes.values()) <= 400, sizes
+
+
+def test_bench_modules_import_only_the_ones_before_them():
+    # relative imports at the top or inside a function: no import cycle within enlcn.bench
+    import ast
+
+    for name, text in _bench_files().items():
+        if name.startswith("__"):
+            continue
+        siblings = {
+            node.module
+            for node in ast.walk(ast.parse(text))
+            if isinstance(node, ast.ImportFrom) and node.level == 1
+        }
+        allowed = set() if name in ("timing", "report") else set(BENCH_MODULES[: BENCH_MODULES.index(name)])
+        assert siblings <= allowed, f"{name} imports {siblings - allowed}"
+
+
+@pytest.mark.parametrize("module", [*BENCH_MODULES, "__main__"])
+def test_each_bench_module_imports_alone(module):
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-c", f"import enlcn.bench.{module}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
