@@ -81,7 +81,9 @@ def test_the_cycle_finder_finds_a_deferred_circle(tmp_path):
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
 
 
-@pytest.mark.parametrize("package", ["enlcn.attention", "enlcn.study", "enlcn.data", "enlcn.models"])
+@pytest.mark.parametrize(
+    "package", ["enlcn.attention", "enlcn.bench", "enlcn.study", "enlcn.data", "enlcn.models"]
+)
 def test_no_import_circle_inside_a_subpackage(package):
     assert find_cycle(import_graph(package)) is None
 
