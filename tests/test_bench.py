@@ -12,6 +12,7 @@ import torch
 
 from enlcn import bench
 from enlcn.attention import native
+from enlcn.provenance import cpu_model
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +177,9 @@ def test_pipeline_writes_a_row_per_model(pipeline_run):
     rc, csv, text = pipeline_run
     assert rc == 0
     df = pd.read_csv(csv)
-    assert list(df.columns) == list(bench.PIPELINE_COLUMNS)
+    assert list(df.columns) == [*bench.PIPELINE_COLUMNS, *bench.MACHINE_COLUMNS]
+    assert (df.isa == native.isa_level()).all() and (df.cpu == cpu_model()).all()
+    assert not df.isa_emulated.any()  # no ENLCN_ISA: the CPU's best level
     assert list(df.model) == list(bench.PIPELINE_MODELS)
     assert (df.train_status == "ok").all() and (df.infer_status == "ok").all()
     assert (df.profile == "quick").all() and (df.preset == "quick").all()
@@ -285,9 +288,9 @@ def test_training_steps_run_channels_last_when_asked(monkeypatch):
     assert bench.CHANNELS_LAST_ENV in bench.PATH_SWITCHES  # recorded in the run's parameters when set
 
 
-#: enlcn.bench's modules, each importing only modules before it (timing and report: none of them)
-BENCH_MODULES = ("timing", "report", "operators", "contrastive", "networks", "roofline", "pipeline")
-BENCH_MODULES += ("explorer", "cli")
+#: enlcn.bench's modules, each importing only modules before it (machine and timing: none of them)
+BENCH_MODULES = ("machine", "timing", "report", "operators", "contrastive", "networks", "roofline")
+BENCH_MODULES += ("pipeline", "explorer", "cli")
 
 
 def _bench_files() -> dict:
@@ -314,7 +317,7 @@ def test_bench_modules_import_only_the_ones_before_them():
             for node in ast.walk(ast.parse(text))
             if isinstance(node, ast.ImportFrom) and node.level == 1
         }
-        allowed = set() if name in ("timing", "report") else set(BENCH_MODULES[: BENCH_MODULES.index(name)])
+        allowed = set(BENCH_MODULES[: BENCH_MODULES.index(name)])
         assert siblings <= allowed, f"{name} imports {siblings - allowed}"
 
 
@@ -326,3 +329,41 @@ def test_each_bench_module_imports_alone(module):
     cmd = [sys.executable, "-c", f"import enlcn.bench.{module}"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_library_caps_only_below_the_cpus_best_level(monkeypatch):
+    v3 = " ".join(native.LEVELS["avx2"][1])
+    monkeypatch.setattr(native, "_cpu_flags", lambda: v3 + " " + " ".join(native.LEVELS["avx512"][1]))
+    assert bench.library_caps("avx512") == {} and bench.library_caps(None) == {}
+    assert bench.library_caps("avx2") == {
+        "ONEDNN_MAX_CPU_ISA": "AVX2",
+        "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+        "ATEN_CPU_CAPABILITY": "avx2",
+    }
+    monkeypatch.setattr(native, "_cpu_flags", lambda: v3)  # an AVX2-only CPU: avx2 is its own level
+    assert bench.library_caps("avx2") == {}
+    assert bench.library_caps("generic")["ATEN_CPU_CAPABILITY"] == "default"
+
+
+@pytest.mark.slow  # a whole --pipeline --quick run in a fresh process (~20 s quiet, minutes under load)
+@pytest.mark.skipif(len(native.supported_levels()) < 2, reason="no level below this CPU's best (not x86-64)")
+def test_a_lower_level_is_measured_with_the_libraries_capped_too(tmp_path):
+    """``ENLCN_ISA`` below the CPU's best: the run starts again with MKL, oneDNN and ATen capped at that
+    level, and its record and every CSV row say so (ATen's own report of its dispatch level included)."""
+    import os
+    import subprocess
+    import sys
+
+    level = native.supported_levels()[1]
+    out = tmp_path / "cpu.csv"
+    env = {**os.environ, native.ISA_ENV: level, native.ENV: "0"}  # ENLCN_NATIVE=0: no kernel builds here
+    cmd = [sys.executable, "-m", "enlcn.bench", "--pipeline", "--quick", "--in-process", "--out", str(out)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("enlcn bench: restricting MKL, oneDNN and ATen as well: ")
+    meta, df = bench.read_results(tmp_path / "cpu-pipeline.json")
+    machine = meta["provenance"]["parameters"]["machine"]
+    assert machine["isa"] == level and machine["isa_emulated"] is True
+    assert machine["library_caps"] == bench.LIBRARY_CAPS[level]
+    assert machine["aten_capability"] == {"avx2": "AVX2", "generic": "DEFAULT"}[level]
+    assert (df.isa == level).all() and df.isa_emulated.all()

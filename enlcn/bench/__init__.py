@@ -1,8 +1,10 @@
 """Running time and peak memory of the attention operators (paper Table 4 and appendix Table 5).
 
-One module per thing measured; each imports only modules listed before it (``timing`` and ``report``
+One module per thing measured; each imports only modules listed before it (``machine`` and ``timing``
 import none):
 
+* :mod:`~enlcn.bench.machine`: the machine class a run measures (instruction-set level, the libraries
+  capped to a level below the CPU's best), recorded in every run;
 * :mod:`~enlcn.bench.timing`: one call's time and peak memory, timed calls, a measurement in a fresh
   worker process, the ratio of interleaved rounds;
 * :mod:`~enlcn.bench.report`: ratio lines and their targets, the provenance record, results written and
@@ -27,6 +29,7 @@ from __future__ import annotations
 from .cli import MODEL_SIZE, WORKERS, main, parse_args
 from .contrastive import CONTRASTIVE_SIDE, bench_contrastive, contrastive_sorted
 from .explorer import run_explore
+from .machine import LIBRARY_CAPS, library_caps, machine_record
 from .networks import model_ratios, run_models
 from .operators import (
     CHANNELS,
@@ -63,6 +66,7 @@ from .pipeline import (
 )
 from .report import (
     CHANNELS_LAST_ENV,
+    MACHINE_COLUMNS,
     PATH_SWITCHES,
     PRE_NATIVE_PATH,
     RATIO_LINE,
@@ -88,6 +92,8 @@ from .timing import MODEL_MIN_REPEATS, TIME_BUDGET_S, paired_ratio, run_worker
 __all__ = [
     "CHANNELS",
     "CHANNELS_LAST_ENV",
+    "LIBRARY_CAPS",
+    "MACHINE_COLUMNS",
     "CONTRASTIVE_SIDE",
     "CSV_COLUMNS",
     "DEFAULT_SIZES",
@@ -122,6 +128,8 @@ __all__ = [
     "main",
     "measure",
     "measure_train_step",
+    "library_caps",
+    "machine_record",
     "model_ratios",
     "nla_step_gflop",
     "nlsa_step_gflop",

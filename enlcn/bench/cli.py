@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -28,6 +29,7 @@ import torch
 from ..provenance import write_csv_atomic
 from .contrastive import CONTRASTIVE_SIDE, bench_contrastive
 from .explorer import run_explore
+from .machine import capped_exec
 from .networks import run_models
 from .operators import (
     DEFAULT_SIZES,
@@ -122,6 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         spec = json.loads(args.worker)
         print(json.dumps(WORKERS[spec.pop("kind")](**spec)))
         return 0
+    capped_exec(sys.argv[1:] if argv is None else argv)  # ENLCN_ISA below the CPU's best: libraries too
     quick = args.quick
     sizes = args.sizes or (QUICK_SIZES if quick else DEFAULT_SIZES)
     repeats = args.repeats if args.repeats is not None else (1 if quick else 10)

@@ -6,9 +6,11 @@ Printed: one ``ratio <name>: <value> (target <op> <bound>) PASS|FAIL`` line per 
 (:func:`write_results`; :func:`read_results` reads both back, :func:`run_summary` says where and when they
 were measured). The record's ``parameters`` are the run's arguments with the defaults it resolved, the
 ENLCA inference path it timed (``enlca_fast_path``) and the switches back to the reference training paths
-set in the environment (:data:`PATH_SWITCHES`).
+set in the environment (:data:`PATH_SWITCHES`), and the machine class it measured (``machine``:
+:func:`enlcn.bench.machine.machine_record`); every CSV row carries the level and the CPU too
+(:data:`MACHINE_COLUMNS`).
 
-Imports nothing else of :mod:`enlcn.bench`.
+Imports only :mod:`enlcn.bench.machine` of :mod:`enlcn.bench`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ import pandas as pd
 
 from ..attention import native
 from ..provenance import Provenance, hardware, load_average, write_csv_atomic, write_json_atomic
+from .machine import machine_record
+
+#: columns every CSV row gets from the run's record: our kernels' instruction-set level, whether it is a
+#: level below the CPU's best (libraries capped, :mod:`enlcn.bench.machine`), and the CPU model
+MACHINE_COLUMNS = ("isa", "isa_emulated", "cpu")
 
 
 def _check(value: float, target: str) -> str:
@@ -56,6 +63,7 @@ def start_provenance(profile: str | None, parameters: dict, device: str, threads
         **parameters,
         "enlca_fast_path": native.status(),
         "enla_training_path": native.enla_train_status(),
+        "machine": machine_record(),
     }
     return Provenance("enlcn.bench", profile, parameters, seed=0, hardware=hardware(device, threads))
 
@@ -68,8 +76,15 @@ def enlca_fast_path(meta: dict) -> str:
 def write_results(
     out: Path, table: pd.DataFrame, prov: Provenance, rat: list[tuple[str, float, str]]
 ) -> None:
-    """``table`` as CSV at ``out`` and ``{"provenance", "ratios"}`` as JSON beside it (both atomic)."""
-    write_csv_atomic(out, table)
+    """``table`` as CSV at ``out``, each row with the run's :data:`MACHINE_COLUMNS`, and ``{"provenance",
+    "ratios"}`` as JSON beside it (both atomic)."""
+    machine = prov.parameters.get("machine", {})
+    row = {
+        "isa": machine.get("isa"),
+        "isa_emulated": machine.get("isa_emulated"),
+        "cpu": prov.hardware["cpu"],
+    }
+    write_csv_atomic(out, table.assign(**row))
     meta = {
         "provenance": prov.finish().to_dict(),
         "ratios": {name: {"value": value, "target": target} for name, value, target in rat},
