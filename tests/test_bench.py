@@ -233,7 +233,7 @@ def test_explore_mode_times_three_kinds_of_update(tmp_path, capsys):
     assert bench.main(["--explore", "--quick", "--out", str(tmp_path / "cpu.csv")]) == 0
     meta, table = bench.read_results(tmp_path / "cpu-explore.json")
     assert len(table) == 3 and (table.median_s > 0).all()
-    (name, ratio), = meta["ratios"].items()
+    ((name, ratio),) = meta["ratios"].items()
     assert name == f"explore_update_s@{bench.QUICK_SIZES[0]}" and ratio["target"] == "<= 1.0"
     assert ratio["value"] == pytest.approx(table.median_s.max())
 
@@ -367,3 +367,48 @@ def test_a_lower_level_is_measured_with_the_libraries_capped_too(tmp_path):
     assert machine["library_caps"] == bench.LIBRARY_CAPS[level]
     assert machine["aten_capability"] == {"avx2": "AVX2", "generic": "DEFAULT"}[level]
     assert (df.isa == level).all() and df.isa_emulated.all()
+
+
+def _class_run(folder, isa, emulated, ratios):
+    folder.mkdir(parents=True)
+    machine = {
+        "isa": isa,
+        "isa_emulated": emulated,
+        "aten_capability": isa.upper(),
+        "library_caps": {"MKL_ENABLE_INSTRUCTIONS": "AVX2"} if emulated else {},
+        "kernel_paths": {"enla_training": f"native ({isa})", "contrastive": f"native ({isa})"},
+    }
+    prov = {
+        "parameters": {"machine": machine},
+        "hardware": {"cpu": "Some CPU", "load_average_1_5_15min": [0.1, 0.2, 0.3]},
+        "started": "2026-12-06T07:00:00+00:00",
+        "commit": "abc",
+    }
+    meta = {"provenance": prov, "ratios": {k: {"value": v, "target": t} for k, (v, t) in ratios.items()}}
+    (folder / "cpu-pipeline.json").write_text(json.dumps(meta))
+    pd.DataFrame({"model": ["edsr"]}).to_csv(folder / "cpu-pipeline.csv", index=False)
+
+
+def test_the_classes_side_by_side(tmp_path):
+    classes = tmp_path / "classes"
+    _class_run(
+        classes / "avx512", "avx512", False, {"enlcn": (1.14, "<= 1.30"), "sgemm_gflops": (271.0, "info")}
+    )
+    _class_run(classes / "avx2-emulated", "avx2", True, {"enlcn": (1.41, "<= 1.30"), "other": (2.0, "info")})
+    runs = bench.class_runs(tmp_path)
+    assert list(runs) == ["avx2-emulated", "avx512"]
+    table = bench.classes_ratios(runs).set_index("ratio")
+    assert list(table.index) == ["enlcn", "sgemm_gflops"]  # target ratios and the roofline, not other info
+    assert table.loc["enlcn", "avx512"] == 1.14 and table.loc["enlcn", "avx512 verdict"] == "met"
+    assert (
+        table.loc["enlcn", "avx2-emulated verdict"] == "not met" and table.loc["enlcn", "target"] == "<= 1.30"
+    )
+    assert math.isnan(table.loc["sgemm_gflops", "avx2-emulated"])  # that run did not measure it
+    machines = bench.classes_machines(runs).set_index("class")
+    assert machines.loc["avx2-emulated", "library caps"] == "MKL_ENABLE_INSTRUCTIONS=AVX2"
+    assert machines.loc["avx512", "library caps"] == "none"
+    _class_run(classes / "avx2", "avx2", True, {})  # an emulated run filed as a real AVX2 machine's
+    with pytest.raises(
+        ValueError, match=r"avx2/cpu-pipeline.json: a run of class 'avx2-emulated' in folder 'avx2'"
+    ):
+        bench.class_runs(tmp_path)

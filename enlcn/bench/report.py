@@ -19,6 +19,7 @@ import argparse
 import json
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -149,3 +150,74 @@ def _warn_if_loaded() -> None:
     load = load_average()
     if load and load[0] > 0.25 * (os.cpu_count() or 1):
         print(f"warning: load average {load[0]} before the run: other processes share the CPU and skew times")
+
+
+#: committed ``--pipeline`` runs kept per machine class: ``results/bench/classes/<class>/<file>``
+CLASSES_DIR = "classes"
+
+
+def machine_class(meta: dict) -> str:
+    """A run's machine class (a JSON of :func:`read_results`): its kernels' level, ``-emulated`` when that
+    level is below the CPU's best (libraries capped, :mod:`enlcn.bench.machine`); ``unrecorded`` for runs
+    from before the machine record."""
+    machine = meta["provenance"].get("parameters", {}).get("machine")
+    if not machine or not machine.get("isa"):
+        return "unrecorded"
+    return machine["isa"] + ("-emulated" if machine.get("isa_emulated") else "")
+
+
+def class_runs(bench_dir: Path, name: str = "cpu-pipeline.json") -> dict[str, dict]:
+    """``{folder: meta}`` of the runs ``<bench_dir>/classes/<folder>/<name>``, in folder order; a folder
+    whose run is of another class than its name says is a ``ValueError`` (a file put in the wrong place)."""
+    runs = {}
+    for path in sorted((Path(bench_dir) / CLASSES_DIR).glob(f"*/{name}")):
+        meta, _ = read_results(path)
+        if machine_class(meta) != path.parent.name:
+            raise ValueError(f"{path}: a run of class {machine_class(meta)!r} in folder {path.parent.name!r}")
+        runs[path.parent.name] = meta
+    return runs
+
+
+def classes_machines(runs: dict[str, dict]) -> pd.DataFrame:
+    """One row per class of :func:`class_runs`: the CPU, whether the level was emulated, the libraries'
+    caps, when and at which commit it was measured, the load before it, and the kernels' paths."""
+    rows = []
+    for name, meta in runs.items():
+        prov = meta["provenance"]
+        machine = prov["parameters"]["machine"]
+        rows.append(
+            {
+                "class": name,
+                "cpu": prov["hardware"]["cpu"],
+                "ATen level": machine["aten_capability"],
+                "library caps": " ".join(f"{k}={v}" for k, v in machine["library_caps"].items()) or "none",
+                "started": prov["started"][:16].replace("T", " "),
+                "commit": prov["commit"],
+                "load before (1 min)": prov["hardware"]["load_average_1_5_15min"][0],
+                "ENLA training": machine["kernel_paths"]["enla_training"],
+                "contrastive": machine["kernel_paths"]["contrastive"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def classes_ratios(runs: dict[str, dict], extra: Sequence[str] = ("sgemm_gflops",)) -> pd.DataFrame:
+    """The target ratios of :func:`class_runs` side by side: one row per ratio with a target (and the
+    ``extra`` info ratios, the roofline's measured sgemm GFLOP/s by default), a ``target`` column, then
+    one column per class with its value and one with ``met`` / ``not met``."""
+    names: list[str] = []
+    for meta in runs.values():
+        names += [
+            k for k, v in meta["ratios"].items() if (v["target"] != "info" or k in extra) and k not in names
+        ]
+    rows = []
+    for ratio in names:
+        row: dict[str, object] = {"ratio": ratio}
+        for cls, meta in runs.items():
+            entry = meta["ratios"].get(ratio)
+            row["target"] = entry["target"] if entry else row.get("target", "info")
+            row[cls] = entry["value"] if entry else math.nan
+            verdict = _check(entry["value"], entry["target"]) if entry else ""
+            row[f"{cls} verdict"] = {"PASS": "met", "FAIL": "not met"}.get(verdict, "")
+        rows.append(row)
+    return pd.DataFrame(rows)
