@@ -43,13 +43,15 @@ STAMP := $(VENV)/.stamp-$(INSTALL_KEY)
 
 TORCH_INDEX_OPT := $(if $(strip $(TORCH_INDEX_URL)),--index-url $(TORCH_INDEX_URL),)
 
-.PHONY: help venv test test-slow test-paper-smoke study lint book book-html results native gpu-check clean distclean
+.PHONY: help venv test test-slow test-isa test-paper-smoke study lint book book-html results native gpu-check clean distclean
 
 help:
 	@echo "make book       run notebooks (papermill, PROFILE=$(PROFILE); NOTEBOOKS='a b' for a subset) and build"
 	@echo "                the book into book/_build/html"
 	@echo "make test       fast tests (not slow) + ruff"
 	@echo "make test-slow  slow tests only (pytest -m slow)"
+	@echo "make test-isa   the native kernels' tests at every instruction-set level this CPU runs (avx512, avx2,"
+	@echo "                generic: ENLCN_ISA, with oneDNN, MKL and ATen capped alike; builds each level once)"
 	@echo "make test-paper-smoke  the paper profile end to end on a tiny dataset (minutes)"
 	@echo "make test-browser  every page of the built book in headless chromium, offline (apt-get install chromium)"
 	@echo "make lint       ruff check"
@@ -90,6 +92,11 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+
+# the kernels' equality tests once per instruction-set level this CPU supports, each in a process run at the
+# level (native.level_env: ENLCN_ISA and the oneDNN, MKL and ATen caps); tests/test_native_isa.py does the loop
+test-isa: $(STAMP)
+	$(PY) -m pytest -q -s -m slow tests/test_native_isa.py $(PYTEST_ARGS)
 
 # the paper profile end to end on a tiny dataset in `enlcn data fetch`'s layout (tests/test_paper_smoke.py)
 test-paper-smoke: $(STAMP)

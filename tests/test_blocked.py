@@ -23,7 +23,7 @@ def kernel(request, monkeypatch):
     gemm = "sgemm" if request.param == "native-sgemm" else "brgemm"
     with_gemm(request, ext, "" if ext else native.attention_status(), gemm)
     if gemm == "sgemm":
-        assert native.attention_status() == "native (sgemm)"
+        assert native.attention_status() == f"native ({native.LABELS[native.isa_level()]}, sgemm)"
     assert _native_kernel(torch.zeros(1)) is ext
     return request.param
 

@@ -176,14 +176,15 @@ def test_switched_off_by_the_environment():
 
 def test_build_name_changes_with_the_cpu_and_the_source(monkeypatch, tmp_path):
     """A home directory shared by two CPUs must never load a -march=native binary built on the other."""
-    name = native.build_name()
-    assert name.startswith("enlcn_enlca_cpu_") and name == native.build_name()
+    level = "generic"  # one level throughout, whatever ENLCN_ISA says: only the CPU and the source change
+    name = native.build_name(level=level)
+    assert name.startswith("enlcn_enlca_cpu_") and name == native.build_name(level=level)
     monkeypatch.setattr(native, "_cpu_flags", lambda: "fpu sse2 avx2")
-    other_cpu = native.build_name()
+    other_cpu = native.build_name(level=level)
     src = tmp_path / "enlca_cpu.cpp"
     src.write_text(native.SOURCE.read_text() + "\n// edited\n")
     monkeypatch.setattr(native, "SOURCE", src)
-    assert len({name, other_cpu, native.build_name()}) == 3
+    assert len({name, other_cpu, native.build_name(level=level)}) == 3
 
 
 V3_CPU = " ".join(native.LEVELS["avx2"][1])  # an AVX2-only CPU (AMD Zen 2/3) as /proc/cpuinfo lists it
@@ -241,3 +242,44 @@ def test_off_x86_there_is_no_level_and_the_python_paths_run(monkeypatch):
     monkeypatch.setenv(native.ISA_ENV, "avx2")
     with pytest.raises(ValueError, match="x86-64 only"):
         native.isa_level()
+
+
+@pytest.mark.skipif(not X86_WITH_COMPILER or os.environ.get(native.ENV) == "0", reason="no x86-64 + C++")
+def test_every_kernel_names_the_level_it_was_built_for():
+    """Each extension's ``isa()`` (csrc/simd.h) is the requested level, and its status says so."""
+    level = native.isa_level()
+    kernels = (
+        (native.load, native.status),
+        (native.load_contrastive, native.contrastive_status),
+        (native.load_attention, native.attention_status),
+        (native.load_enla_train, native.enla_train_status),
+    )
+    for load, status in kernels:
+        ext = load()
+        assert ext is not None and ext.isa() == level, status()
+        assert status().startswith(f"native ({native.LABELS[level]}"), status()
+    assert not hasattr(native.load(), "avx512")  # replaced by isa()
+
+
+class _Built:
+    """A stand-in for a compiled extension: ``isa()`` names ``level`` (absent when ``level`` is None)."""
+
+    def __init__(self, level: str | None) -> None:
+        if level is not None:
+            self.isa = lambda: level
+
+
+@pytest.mark.skipif(not native.supported_levels(), reason="x86-64 only")
+def test_a_build_that_names_another_level_or_none_is_refused(monkeypatch):
+    monkeypatch.setenv(native.ISA_ENV, "generic")
+    for built, why in (
+        (_Built("generic"), None),
+        (_Built("avx512"), "says it is for avx512, not generic"),
+        (_Built(None), "does not say its instruction-set level (no isa())"),
+    ):
+        monkeypatch.setattr(native, "_locked", lambda lock, wait, build, built=built: (built, None))
+        module, reason = native._build(native.SOURCE, "test kernel")
+        if why is None:
+            assert module is built and reason is None
+        else:
+            assert module is None and why in reason

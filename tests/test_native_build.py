@@ -29,9 +29,19 @@ needs_compiler = pytest.mark.skipif(not X86_WITH_COMPILER, reason="no x86-64 + C
 #: generous: the machine may be compiling or training beside the tests
 TIMEOUT = 300.0
 
+#: a kernel as native.load() accepts it: it names the level it was compiled for (as csrc/simd.h's isa())
 TINY = """#include <pybind11/pybind11.h>
 int answer() { return 42; }
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) { m.def("answer", &answer); }
+const char* isa() {
+#if defined(__AVX512F__)
+  return "avx512";
+#elif defined(__AVX2__) && defined(__FMA__)
+  return "avx2";
+#else
+  return "generic";
+#endif
+}
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) { m.def("answer", &answer); m.def("isa", &isa); }
 """
 
 #: a process that loads the kernel of argv[1] the way enlcn does (load(), status()) and reports as JSON

@@ -24,7 +24,10 @@ different CPUs never loads a binary built for the other and two virtual environm
 rebuild each other's kernels.
 
 Instruction-set levels (:data:`LEVELS`): ``avx512`` (``-march=x86-64-v4``), ``avx2`` (``x86-64-v3``: AVX2 +
-FMA) and ``generic`` (``x86-64``: SSE2 only, the scalar code). The best level this CPU supports is built
+FMA) and ``generic`` (``x86-64``: SSE2 only, the scalar code). The kernels' vector loops are written once
+over ``csrc/simd.h`` (16 lanes with AVX-512, 8 with AVX2, scalar otherwise), and every extension exports
+``isa()``, the level it was compiled for: a loaded build that names another level (or none) is refused and
+:func:`status` and its kin report the level the kernel names. The best level this CPU supports is built
 unless ``ENLCN_ISA`` names another it supports (to build, test and benchmark every level on one machine); a
 level the CPU lacks, or an unknown name, is a ``ValueError`` before anything is built. Anything that
 prevents building or loading it (no compiler, no ``sgemm_`` symbol in torch's library, a non-x86 machine)
@@ -81,6 +84,19 @@ LEVELS: dict[str, tuple[str, tuple[str, ...]]] = {
     "avx512": ("x86-64-v4", _V4),
     "avx2": ("x86-64-v3", _V3),
     "generic": ("x86-64", ()),
+}
+#: what caps the libraries at each level too (``ENLCN_ISA`` alone changes only our kernels): oneDNN (the
+#: kernels' brgemm, torch's convolutions), MKL (sgemm) and ATen's own vector kernels, so that a process run at
+#: a level with :func:`level_env` computes as on a CPU that has no more than that level. Spellings: oneDNN's
+#: CPU dispatcher control, MKL's instruction-set dispatch (Intel CPUs only) and ``ATEN_CPU_CAPABILITY``.
+LIBRARY_CAPS: dict[str, dict[str, str]] = {
+    "avx512": {},
+    "avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"},
+    "generic": {
+        "ONEDNN_MAX_CPU_ISA": "SSE41",
+        "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
+        "ATEN_CPU_CAPABILITY": "default",
+    },
 }
 #: tokens per block: the block's feature map, (m+1)×256 floats, stays in L2 (measured: 256 faster than
 #: 512 and 1024 at 150×150 on a 2-core AMD EPYC; see enlcn/attention/fast.py)
@@ -143,6 +159,12 @@ def isa_level() -> str | None:
             f"{', '.join(supported)}"
         )
     return raw
+
+
+def level_env(level: str) -> dict[str, str]:
+    """The environment variables that run a process at ``level`` (one of :data:`LEVELS`): :data:`ISA_ENV` for
+    our kernels and :data:`LIBRARY_CAPS` for the libraries."""
+    return {ISA_ENV: level, **LIBRARY_CAPS[level]}
 
 
 def cflags(level: str | None = None) -> tuple[str, ...]:
@@ -293,8 +315,11 @@ def _build(source: Path, what: str) -> tuple[ModuleType | None, str | None]:
         )
     except Exception as exc:  # noqa: BLE001 - any build/load failure means: use the Python path
         return None, f"build or load failed: {type(exc).__name__}: {str(exc).strip().splitlines()[-1][:300]}"
-    if module is not None and hasattr(module, "isa") and module.isa() != level:
-        module, why = None, f"the build of {name} says it is for {module.isa()}, not {level}"
+    isa = getattr(module, "isa", None)
+    if module is not None and isa is None:
+        module, why = None, f"the build of {name} does not say its instruction-set level (no isa())"
+    elif isa is not None and isa() != level:
+        module, why = None, f"the build of {name} says it is for {isa()}, not {level}"
     if module is None:
         print(f"enlcn: the native {what} falls back to the Python path: {why}", file=sys.stderr, flush=True)
     return module, why
@@ -338,10 +363,11 @@ LABELS = {"avx512": "AVX-512", "avx2": "AVX2", "generic": "generic x86-64"}
 
 
 def _native_status(ext: ModuleType | None, source: Path) -> str:
-    """``"native (<level>[, oneDNN brgemm | , sgemm])"`` for a loaded kernel, else ``"python: <why not>"``."""
+    """``"native (<level>[, oneDNN brgemm | , sgemm])"`` for a loaded kernel (the level its ``isa()`` names),
+    else ``"python: <why not>"``."""
     if ext is None:
         return f"python: {_why_not.get(source)}"
-    parts = [LABELS[isa_level() or "generic"]]
+    parts = [LABELS[ext.isa()]]
     if hasattr(ext, "uses_brgemm"):
         parts.append("oneDNN brgemm" if ext.uses_brgemm() else "sgemm")
     return f"native ({', '.join(parts)})"

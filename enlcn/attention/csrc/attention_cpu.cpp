@@ -40,10 +40,12 @@
 
 #include "blas.h"
 #include "fast_exp.h"
+#include "simd.h"
 #include "transpose.h"
 
 namespace {
 
+namespace simd = enlcn_native::simd;
 using enlcn_native::matmul_nn;
 using enlcn_native::transpose;
 
@@ -53,24 +55,20 @@ void softmax_rows(float* a, int64_t rows, int64_t w, int64_t ld, float* lse) {
     float* row = a + r * ld;
     float mx = -std::numeric_limits<float>::infinity();
     int64_t u = 0;
-#if defined(__AVX512F__)
-    __m512 vmax = _mm512_set1_ps(mx);
-    for (; u + 16 <= w; u += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(row + u));
-    mx = _mm512_reduce_max_ps(vmax);
-#endif
+    simd::Vec vmax = simd::set1(mx);
+    for (; u + simd::kLanes <= w; u += simd::kLanes) vmax = simd::max(vmax, simd::load(row + u));
+    mx = simd::reduce_max(vmax);
     for (; u < w; ++u) mx = std::max(mx, row[u]);
     float total = 0.f;
     u = 0;
-#if defined(__AVX512F__)
-    const __m512 vm = _mm512_set1_ps(mx);
-    __m512 acc = _mm512_setzero_ps();
-    for (; u + 16 <= w; u += 16) {
-      const __m512 e = enlcn_native::exp16(_mm512_sub_ps(_mm512_loadu_ps(row + u), vm));
-      _mm512_storeu_ps(row + u, e);
-      acc = _mm512_add_ps(acc, e);
+    const simd::Vec vm = simd::set1(mx);
+    simd::Vec acc = simd::zero();
+    for (; u + simd::kLanes <= w; u += simd::kLanes) {
+      const simd::Vec e = simd::exp(simd::sub(simd::load(row + u), vm));
+      simd::store(row + u, e);
+      acc = simd::add(acc, e);
     }
-    total = _mm512_reduce_add_ps(acc);
-#endif
+    total = simd::reduce_add(acc);
     for (; u < w; ++u) total += (row[u] = enlcn_native::exp_scalar(row[u] - mx));
     const float inv = 1.f / total;
     for (u = 0; u < w; ++u) row[u] *= inv;
@@ -274,6 +272,7 @@ double product_gflops(int64_t size, int64_t reps) {
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("isa", &enlcn_native::isa, "the instruction-set level it was compiled for: avx512, avx2 or generic");
   m.def("window_forward", &window_forward, "softmax attention over windows of chunks: out, lse");
   m.def("window_backward", &window_backward, "its gradients dq, dk, dv from those of out and lse");
   m.def("product_gflops", &product_gflops, "GFLOP/s of this kernel's products (size³ blocks, all threads)");

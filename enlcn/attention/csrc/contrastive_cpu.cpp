@@ -29,11 +29,11 @@
 #include <limits>
 #include <vector>
 
-#ifdef __AVX512F__
-#include <immintrin.h>
-#endif
+#include "simd.h"
 
 namespace {
+
+namespace simd = enlcn_native::simd;
 
 struct RowOut {
   float* term;
@@ -81,20 +81,17 @@ void mark_top(const uint32_t* key, int64_t n, int64_t s, uint8_t* in, uint8_t bi
 // a value <= the s-th largest of a[0..n) (n >= s >= 1, finite): a few bisection steps on the value,
 // keeping count(a >= lo) >= s. Any such lo is a valid threshold; a closer one leaves fewer candidates.
 float lower_bound_of_kth(const float* a, int64_t n, int64_t s) {
-  int64_t body = 0;  // a[0..body) in 16-lane vectors, the rest one by one
+  const int64_t body = n - n % simd::kLanes;  // a[0..body) in whole vectors, the rest one by one
   float lo = a[0], hi = a[0];
-#ifdef __AVX512F__
-  body = n - n % 16;
   if (body) {
-    __m512 vlo = _mm512_loadu_ps(a), vhi = vlo;
-    for (int64_t j = 16; j < body; j += 16) {
-      const __m512 x = _mm512_loadu_ps(a + j);
-      vlo = _mm512_min_ps(vlo, x);
-      vhi = _mm512_max_ps(vhi, x);
+    simd::Vec vlo = simd::load(a), vhi = vlo;
+    for (int64_t j = simd::kLanes; j < body; j += simd::kLanes) {
+      const simd::Vec x = simd::load(a + j);
+      vlo = simd::min(vlo, x);
+      vhi = simd::max(vhi, x);
     }
-    lo = _mm512_reduce_min_ps(vlo), hi = _mm512_reduce_max_ps(vhi);
+    lo = simd::reduce_min(vlo), hi = simd::reduce_max(vhi);
   }
-#endif
   for (int64_t j = body; j < n; ++j) {
     lo = a[j] < lo ? a[j] : lo;
     hi = a[j] > hi ? a[j] : hi;
@@ -102,11 +99,8 @@ float lower_bound_of_kth(const float* a, int64_t n, int64_t s) {
   for (int step = 0; step < 12; ++step) {  // the bracket shrinks to (max - min) / 4096
     const float mid = lo + 0.5f * (hi - lo);
     int32_t c = 0;
-#ifdef __AVX512F__
-    const __m512 vmid = _mm512_set1_ps(mid);
-    for (int64_t j = 0; j < body; j += 16)
-      c += __builtin_popcount((unsigned)_mm512_cmp_ps_mask(_mm512_loadu_ps(a + j), vmid, _CMP_GE_OQ));
-#endif
+    const simd::Vec vmid = simd::set1(mid);
+    for (int64_t j = 0; j < body; j += simd::kLanes) c += simd::popcount(simd::ge(simd::load(a + j), vmid));
     for (int64_t j = body; j < n; ++j) c += a[j] >= mid;
     if (c >= s) lo = mid; else hi = mid;
   }
@@ -117,16 +111,22 @@ float lower_bound_of_kth(const float* a, int64_t n, int64_t s) {
 // First rank_c = #{d: key_d > key_c} alone (one compare per lane); equal keys then share a rank, so if any
 // rank repeats, the ranks are recounted with ties broken by index: + #{d < c: key_d == key_c}.
 void rank_by_counting(const uint32_t* key, int64_t count, int32_t* rank) {
-#ifdef __AVX512F__
+  if constexpr (simd::kLanes == 1) {  // scalar: both counts in one pass
+    for (int64_t c = 0; c < count; ++c) {
+      const uint32_t kc = key[c];
+      int32_t r = 0;
+      for (int64_t d = 0; d < count; ++d) r += (key[d] > kc) | ((key[d] == kc) & (d < c));
+      rank[c] = r;
+    }
+    return;
+  }
   uint64_t seen[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // ranks met so far (count <= COUNTING_MAX = 512 bits)
   bool distinct = count <= 512;
   for (int64_t c = 0; c < count; ++c) {
-    const __m512i kc = _mm512_set1_epi32((int32_t)key[c]);
+    const simd::VecU kc = simd::set1_u32(key[c]);
     int32_t r = 0;
-    for (int64_t d = 0; d < count; d += 16) {
-      const __mmask16 valid = count - d >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (count - d)) - 1);
-      r += __builtin_popcount((unsigned)_mm512_mask_cmpgt_epu32_mask(valid, _mm512_maskz_loadu_epi32(valid, key + d), kc));
-    }
+    for (int64_t d = 0; d < count; d += simd::kLanes)  // lanes past count load 0 and are masked off
+      r += simd::popcount(simd::gt_u32(simd::load_u32_first(key + d, count - d), kc) & simd::first(count - d));
     rank[c] = r;
     if (distinct) {
       const uint64_t bit = uint64_t(1) << (r & 63);
@@ -135,29 +135,21 @@ void rank_by_counting(const uint32_t* key, int64_t count, int32_t* rank) {
     }
   }
   if (distinct) return;
-  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const simd::VecU lane = simd::lanes_u32();
   for (int64_t c = 0; c < count; ++c) {
-    const __m512i kc = _mm512_set1_epi32((int32_t)key[c]);
-    const __m512i vc = _mm512_set1_epi32((int32_t)c);
+    const simd::VecU kc = simd::set1_u32(key[c]);
+    const simd::VecU vc = simd::set1_u32((uint32_t)c);
     int32_t r = 0;
-    for (int64_t d = 0; d < count; d += 16) {
-      const __mmask16 valid = count - d >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (count - d)) - 1);
-      const __m512i kd = _mm512_maskz_loadu_epi32(valid, key + d);
-      const __m512i vd = _mm512_add_epi32(_mm512_set1_epi32((int32_t)d), lane);
-      const __mmask16 gt = _mm512_mask_cmpgt_epu32_mask(valid, kd, kc);
-      const __mmask16 tie = _mm512_mask_cmpeq_epu32_mask(valid, kd, kc) & _mm512_cmplt_epi32_mask(vd, vc);
-      r += __builtin_popcount((unsigned)(gt | tie));
+    for (int64_t d = 0; d < count; d += simd::kLanes) {
+      const unsigned valid = simd::first(count - d);
+      const simd::VecU kd = simd::load_u32_first(key + d, count - d);
+      const simd::VecU vd = simd::add_u32(simd::set1_u32((uint32_t)d), lane);
+      const unsigned gt = simd::gt_u32(kd, kc);
+      const unsigned tie = simd::eq_u32(kd, kc) & simd::lt_i32(vd, vc);
+      r += simd::popcount((gt | tie) & valid);
     }
     rank[c] = r;
   }
-#else
-  for (int64_t c = 0; c < count; ++c) {
-    const uint32_t kc = key[c];
-    int32_t r = 0;
-    for (int64_t d = 0; d < count; ++d) r += (key[d] > kc) | ((key[d] == kc) & (d < c));
-    rank[c] = r;
-  }
-#endif
 }
 
 // the first `stop` ranks of t[0..n) (value desc, index asc), as indices into `top`:
@@ -183,20 +175,17 @@ void select_top(const float* t, int64_t n, int64_t rel, int64_t start, int64_t s
   }
   int64_t count = 0;  // compaction of the candidates (value >= thr), in index order
   int64_t j = 0;
-#ifdef __AVX512F__
-  const __m512 vthr = _mm512_set1_ps(thr);
-  __m512i vidx = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  const __m512i step = _mm512_set1_epi32(16);
-  for (; j + 16 <= n; j += 16) {
-    const __mmask16 keep = _mm512_cmp_ps_mask(_mm512_loadu_ps(t + j), vthr, _CMP_GE_OQ);
-    // compress in a register, then store all 16 lanes: a compress straight to memory is microcoded and
-    // slow on some cores (AMD Zen 4). The lanes past the kept ones land in idx[count + kept .. count + 15],
-    // inside the buffer (count <= j) and overwritten by later stores or never read.
-    _mm512_storeu_si512(idx + count, _mm512_maskz_compress_epi32(keep, vidx));
-    count += __builtin_popcount((unsigned)keep);
-    vidx = _mm512_add_epi32(vidx, step);
+  const simd::Vec vthr = simd::set1(thr);
+  simd::VecU vidx = simd::lanes_u32();
+  const simd::VecU step = simd::set1_u32((uint32_t)simd::kLanes);
+  for (; j + simd::kLanes <= n; j += simd::kLanes) {
+    const unsigned keep = simd::ge(simd::load(t + j), vthr);
+    // all kLanes lanes are stored: those past the kept ones land in idx[count + kept .. count + kLanes − 1],
+    // inside the buffer (count <= j) and overwritten by later stores or never read
+    simd::store_compressed_u32(idx + count, vidx, keep);
+    count += simd::popcount(keep);
+    vidx = simd::add_u32(vidx, step);
   }
-#endif
   for (; j < n; ++j) {
     idx[count] = (uint32_t)j;
     count += (t[j] >= thr);
@@ -220,28 +209,27 @@ void select_top(const float* t, int64_t n, int64_t rel, int64_t start, int64_t s
   }
 }
 
-// T_i = sum_c q_ic K_c (Eq. 8) into t[0..N), kt = K transposed [C, N]. Four 16-lane blocks of the row are
+// T_i = sum_c q_ic K_c (Eq. 8) into t[0..N), kt = K transposed [C, N]. Four vectors of the row are
 // accumulated in registers over the C channels, so the row is written once (not C times).
 void relevance_row(const float* qi, const float* kt, int64_t C, int64_t N, float* t) {
+  constexpr int64_t L = simd::kLanes;
   int64_t j = 0;
-#ifdef __AVX512F__
-  for (; j + 64 <= N; j += 64) {
-    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  for (; j + 4 * L <= N; j += 4 * L) {
+    simd::Vec a0 = simd::zero(), a1 = a0, a2 = a0, a3 = a0;
     for (int64_t c = 0; c < C; ++c) {
-      const __m512 s = _mm512_set1_ps(qi[c]);
+      const simd::Vec s = simd::set1(qi[c]);
       const float* kc = kt + c * N + j;
-      a0 = _mm512_fmadd_ps(s, _mm512_loadu_ps(kc), a0);
-      a1 = _mm512_fmadd_ps(s, _mm512_loadu_ps(kc + 16), a1);
-      a2 = _mm512_fmadd_ps(s, _mm512_loadu_ps(kc + 32), a2);
-      a3 = _mm512_fmadd_ps(s, _mm512_loadu_ps(kc + 48), a3);
+      a0 = simd::fmadd(s, simd::load(kc), a0);
+      a1 = simd::fmadd(s, simd::load(kc + L), a1);
+      a2 = simd::fmadd(s, simd::load(kc + 2 * L), a2);
+      a3 = simd::fmadd(s, simd::load(kc + 3 * L), a3);
     }
-    _mm512_storeu_ps(t + j, a0);
-    _mm512_storeu_ps(t + j + 16, a1);
-    _mm512_storeu_ps(t + j + 32, a2);
-    _mm512_storeu_ps(t + j + 48, a3);
+    simd::store(t + j, a0);
+    simd::store(t + j + L, a1);
+    simd::store(t + j + 2 * L, a2);
+    simd::store(t + j + 3 * L, a3);
   }
-#endif
-  for (; j < N; ++j) {  // the tail (all of the row without AVX-512), channel by channel as above
+  for (; j < N; ++j) {  // the tail, channel by channel as above
     float acc = 0.f;
     for (int64_t c = 0; c < C; ++c) acc = std::fma(qi[c], kt[c * N + j], acc);
     t[j] = acc;
@@ -385,6 +373,7 @@ std::vector<torch::Tensor> contrastive_grads(torch::Tensor q, torch::Tensor k, t
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("isa", &enlcn_native::isa, "the instruction-set level it was compiled for: avx512, avx2 or generic");
   m.def("contrastive_rows", &contrastive_rows, "ENLCA contrastive loss terms and sparse derivatives per query");
   m.def("contrastive_grads", &contrastive_grads, "the backward pass: sparse derivatives spread onto Q and K");
 }

@@ -33,21 +33,20 @@
 
 #include "blas.h"
 #include "fast_exp.h"
+#include "simd.h"
 #include "transpose.h"
 
 namespace {
 
+namespace simd = enlcn_native::simd;
 using enlcn_native::matmul_nn;
 using enlcn_native::transpose;
 
 // e[i] = exp(a[i] − s) for i < n (a and e may alias)
 void exp_shifted(const float* a, int64_t n, float s, float* e) {
   int64_t i = 0;
-#if defined(__AVX512F__)
-  const __m512 vs = _mm512_set1_ps(s);
-  for (; i + 16 <= n; i += 16)
-    _mm512_storeu_ps(e + i, enlcn_native::exp16(_mm512_sub_ps(_mm512_loadu_ps(a + i), vs)));
-#endif
+  const simd::Vec vs = simd::set1(s);
+  for (; i + simd::kLanes <= n; i += simd::kLanes) simd::store(e + i, simd::exp(simd::sub(simd::load(a + i), vs)));
   for (; i < n; ++i) e[i] = enlcn_native::exp_scalar(a[i] - s);
 }
 
@@ -288,6 +287,7 @@ torch::Tensor enla_train_backward(const torch::Tensor& maps, const torch::Tensor
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("isa", &enlcn_native::isa, "the instruction-set level it was compiled for: avx512, avx2 or generic");
   m.def("forward", &enla_train_forward, "ENLA after the embedding: Y and the tensors the backward needs");
   m.def("backward", &enla_train_backward, "the gradient of the embedding maps");
   m.def("uses_brgemm", &enlcn_native::brgemm_usable, "whether the products run on oneDNN's brgemm (else sgemm)");

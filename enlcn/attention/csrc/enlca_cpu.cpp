@@ -31,17 +31,12 @@
 
 #include "blas.h"
 #include "fast_exp.h"
-
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
+#include "simd.h"
 
 namespace {
 
+namespace simd = enlcn_native::simd;
 using enlcn_native::exp_scalar;
-#if defined(__AVX512F__)
-using enlcn_native::exp16;
-#endif
 using enlcn_native::brgemm_usable;
 using enlcn_native::matmul;
 using enlcn_native::matmul_nn;
@@ -52,16 +47,14 @@ void exp_rows(float* a, int64_t rows, int64_t w, int64_t ld, float add, float* s
     float* row = a + r * ld;
     float total = 0.f;
     int64_t u = 0;
-#if defined(__AVX512F__)
-    const __m512 va = _mm512_set1_ps(add);
-    __m512 acc = _mm512_setzero_ps();
-    for (; u + 16 <= w; u += 16) {
-      const __m512 v = _mm512_add_ps(exp16(_mm512_loadu_ps(row + u)), va);
-      _mm512_storeu_ps(row + u, v);
-      acc = _mm512_add_ps(acc, v);
+    const simd::Vec va = simd::set1(add);  // whole vectors (all of the row at the generic level), then the tail
+    simd::Vec acc = simd::zero();
+    for (; u + simd::kLanes <= w; u += simd::kLanes) {
+      const simd::Vec v = simd::add(simd::exp(simd::load(row + u)), va);
+      simd::store(row + u, v);
+      acc = simd::add(acc, v);
     }
-    total = _mm512_reduce_add_ps(acc);
-#endif
+    total = simd::reduce_add(acc);
     for (; u < w; ++u) {
       const float v = exp_scalar(row[u]) + add;
       row[u] = v;
@@ -76,14 +69,12 @@ void exp_cols(float* a, int64_t rows, int64_t cols, float add, float* sums) {
   for (int64_t u = 0; u < rows; ++u) {
     float* row = a + u * cols;
     int64_t q = 0;
-#if defined(__AVX512F__)
-    const __m512 va = _mm512_set1_ps(add);
-    for (; q + 16 <= cols; q += 16) {
-      const __m512 v = _mm512_add_ps(exp16(_mm512_loadu_ps(row + q)), va);
-      _mm512_storeu_ps(row + q, v);
-      _mm512_storeu_ps(sums + q, _mm512_add_ps(_mm512_loadu_ps(sums + q), v));
+    const simd::Vec va = simd::set1(add);
+    for (; q + simd::kLanes <= cols; q += simd::kLanes) {
+      const simd::Vec v = simd::add(simd::exp(simd::load(row + q)), va);
+      simd::store(row + q, v);
+      simd::store(sums + q, simd::add(simd::load(sums + q), v));
     }
-#endif
     for (; q < cols; ++q) {
       const float v = exp_scalar(row[q]) + add;
       row[q] = v;
@@ -246,18 +237,10 @@ torch::Tensor fast_exp(const torch::Tensor& a) {
   return out;
 }
 
-bool avx512() {
-#if defined(__AVX512F__)
-  return true;
-#else
-  return false;
-#endif
-}
-
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("enlca_forward", &enlca_forward, "ENLCA inference forward (see enlcn/attention/native.py)");
   m.def("fast_exp", &fast_exp, "the kernel's exp, elementwise");
-  m.def("avx512", &avx512, "whether the kernel was compiled with AVX-512");
+  m.def("isa", &enlcn_native::isa, "the instruction-set level it was compiled for: avx512, avx2 or generic");
   m.def("uses_brgemm", &enlcn_native::brgemm_usable, "whether the block products run on oneDNN's brgemm (else sgemm)");
   m.def("allow_brgemm", &enlcn_native::allow_brgemm, "allow (default) or forbid brgemm; forbidden, sgemm runs every product");
 }

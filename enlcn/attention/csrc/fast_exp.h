@@ -1,5 +1,6 @@
 // The float32 exp of the native kernels: a Cody–Waite reduction and a degree-6 polynomial (≤ 2 ulp against
-// torch.exp on the arguments the kernels see; tests/test_native.py). Scalar form and, with AVX-512, 16 lanes.
+// torch.exp on the arguments the kernels see; tests/test_native.py). Scalar form, 16 lanes with AVX-512 and
+// 8 lanes with AVX2 + FMA (simd.h picks the one of the level compiled for).
 #pragma once
 
 #include <algorithm>
@@ -7,7 +8,7 @@
 #include <cstdint>
 #include <cstring>
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 #include <immintrin.h>
 #endif
 
@@ -45,6 +46,21 @@ inline __m512 exp16(__m512 x) {
   for (int i = 1; i < 6; ++i) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kP[i]));
   p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
   return _mm512_scalef_ps(p, n);
+}
+#elif defined(__AVX2__) && defined(__FMA__)
+// exp16's steps on 8 lanes; AVX2 has no scalef, so 2^n is built in the exponent field as exp_scalar does,
+// which needs n ≤ 127: arguments above 88 saturate as in exp_scalar (min(a, b) returns b when either is NaN)
+inline __m256 exp8(__m256 x) {
+  x = _mm256_min_ps(_mm256_set1_ps(88.0f), _mm256_max_ps(_mm256_set1_ps(kMinArg), x));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(kLog2e)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(kLn2Hi), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(kLn2Lo), r);
+  __m256 p = _mm256_set1_ps(kP[0]);
+  for (int i = 1; i < 6; ++i) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kP[i]));
+  p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));  // · 2^n, n ∈ [−126, 127]
 }
 #endif
 
