@@ -364,7 +364,7 @@ def test_a_lower_level_is_measured_with_the_libraries_capped_too(tmp_path):
     meta, df = bench.read_results(tmp_path / "cpu-pipeline.json")
     machine = meta["provenance"]["parameters"]["machine"]
     assert machine["isa"] == level and machine["isa_emulated"] is True
-    assert machine["library_caps"] == bench.LIBRARY_CAPS[level]
+    assert machine["library_caps"] == native.LIBRARY_CAPS[level]
     assert machine["aten_capability"] == {"avx2": "AVX2", "generic": "DEFAULT"}[level]
     assert (df.isa == level).all() and df.isa_emulated.all()
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 from .cli import MODEL_SIZE, WORKERS, main, parse_args
 from .contrastive import CONTRASTIVE_SIDE, bench_contrastive, contrastive_sorted
 from .explorer import run_explore
-from .machine import LIBRARY_CAPS, library_caps, machine_record
+from .machine import library_caps, machine_record
 from .networks import model_ratios, run_models
 from .operators import (
     CHANNELS,
@@ -98,7 +98,6 @@ __all__ = [
     "CHANNELS",
     "CHANNELS_LAST_ENV",
     "CLASSES_DIR",
-    "LIBRARY_CAPS",
     "MACHINE_COLUMNS",
     "CONTRASTIVE_SIDE",
     "CSV_COLUMNS",

@@ -6,10 +6,11 @@ libraries around them choose their own code paths from the CPU they find: MKL (s
 convolutions, brgemm) and ATen (elementwise kernels) would keep using AVX-512 on an AVX-512 CPU while our
 kernels run AVX2, and the run would measure no machine that exists. So a run at a level below the CPU's
 best caps the three libraries at the same level with their own documented switches
-(:func:`library_caps`), set before they start: :func:`capped_exec` starts the run again in a fresh process
-with them (the worker processes inherit them). The emulation is of the instruction set only: the caches,
-the vector units' ports and the clock stay the CPU's own, so a measured AVX2 level on an AVX-512 CPU is
-"this CPU restricted to AVX2", not an AVX2-only CPU — every record says which (:func:`machine_record`).
+(:data:`enlcn.attention.native.LIBRARY_CAPS`, :func:`library_caps`), set before they start:
+:func:`capped_exec` starts the run again in a fresh process with them (the worker processes inherit
+them). The emulation is of the instruction set only: the caches, the vector units' ports and the clock stay
+the CPU's own, so a measured AVX2 level on an AVX-512 CPU is "this CPU restricted to AVX2", not an
+AVX2-only CPU — every record says which (:func:`machine_record`).
 
 Imports nothing else of :mod:`enlcn.bench`.
 """
@@ -22,16 +23,6 @@ from collections.abc import Sequence
 
 from ..attention import native
 
-#: per level, the libraries' caps: oneDNN's maximal ISA, MKL's enabled instructions, ATen's dispatch level
-LIBRARY_CAPS: dict[str, dict[str, str]] = {
-    "avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"},
-    "generic": {
-        "ONEDNN_MAX_CPU_ISA": "SSE41",
-        "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
-        "ATEN_CPU_CAPABILITY": "default",
-    },
-}
-
 
 def library_caps(level: str | None) -> dict[str, str]:
     """The environment that restricts MKL, oneDNN and ATen to ``level``: empty when ``level`` is this CPU's
@@ -39,7 +30,7 @@ def library_caps(level: str | None) -> dict[str, str]:
     supported = native.supported_levels()
     if level is None or not supported or level == supported[0]:
         return {}
-    return dict(LIBRARY_CAPS[level])
+    return dict(native.LIBRARY_CAPS[level])
 
 
 def capped_exec(argv: Sequence[str]) -> None:
@@ -66,7 +57,7 @@ def machine_record() -> dict[str, object]:
 
     level = native.isa_level()
     supported = native.supported_levels()
-    caps = {k: os.environ[k] for k in LIBRARY_CAPS["avx2"] if k in os.environ}
+    caps = {k: os.environ[k] for k in native.LIBRARY_CAPS["generic"] if k in os.environ}
     return {
         "isa": level,
         "isa_supported": list(supported),
