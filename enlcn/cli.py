@@ -216,7 +216,8 @@ def _study_import(args: argparse.Namespace) -> int:
     beyond = rescored[rescored["beyond"]]
     print(
         f"imported {args.experiments[1]} into {target}: {rescored['run'].nunique()} carried runs "
-        f"re-scored on the CPU, {beyond['run'].nunique()} beyond {gpu.RESCORE_TOLERANCE_DB} dB (the GPU's scores are kept)"
+        f"re-scored on the CPU, {beyond['run'].nunique()} beyond {gpu.RESCORE_TOLERANCE_DB} dB "
+        "(the GPU's scores are kept)"
     )
     if len(beyond):
         print(beyond.to_string(index=False))

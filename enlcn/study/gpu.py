@@ -905,6 +905,10 @@ def run_study(
                 bundle.write_tables(collect(staging, chosen), staging)
 
         pool.receive(hard, "done", on)
+        for i in pool.live():
+            pool.send(i, ("exit",))
+        for proc in pool.procs:
+            proc.join(max(0.0, min(5.0, hard - time.time())))
     finally:
         killed = pool.kill()
         log.append(f"processes killed at the end: {killed}" if killed else "every process ended by itself")
