@@ -111,7 +111,8 @@ def test_pack_weights_keeps_everything_that_fits() -> None:
     runs = [(f"r{i}", 1 + i % 4, _payload(1000)) for i in range(8)]
     packs, dropped = gpu.pack_weights(runs, files=4, room=10**7)
     assert dropped == [] and len(packs) == 1 and len(packs[0][2]) == 8
-    assert gpu.pack_weights(runs, files=0, room=10**7) == ([], [r[0] for r in sorted(runs, key=lambda r: r[1])])
+    by_tier = [r[0] for r in sorted(runs, key=lambda r: r[1])]
+    assert gpu.pack_weights(runs, files=0, room=10**7) == ([], by_tier)
 
 
 def test_bundle_problems_name_every_limit(tmp_path: Path) -> None:
@@ -170,7 +171,8 @@ def test_channels_last_step_of_every_arm() -> None:
 
     data = study_data(setting.data_profile, 2)
     for name in ("base", "nla", "enlca", "enla", "crisscross", "nlsa"):
-        state = gpu.build_run(gpu.tier_of(name), gpu.run_by_name(name), 20, "cpu", setting, data, Path("/tmp"))
+        run = gpu.run_by_name(name)
+        state = gpu.build_run(gpu.tier_of(name), run, 20, "cpu", setting, data, Path("/tmp"))
         state.trainer.model.to(memory_format=torch.channels_last)
         state.trainer.config.warmup_epochs = 0
         lr, hr = state.trainer.batches[0]
