@@ -61,6 +61,7 @@ help:
 	@echo "                (kept when reproduced within enlcn.results' tolerance; rewritten when changed)"
 	@echo "make study      train/resume the study's runs (PROFILE, STUDY_EXPERIMENTS, STUDY_JOBS=2 processes)"
 	@echo "make gpu-check  the prepared GPU check (results/bench/gpu-check.json); GPU_CHECK_ARGS=--require-cuda"
+	@echo "make gpu-study  the one-shot GPU study (tools/gpu_study.sh → bundle in \$$OUT; GPU_STUDY_ARGS=...)"
 	@echo "make clean      remove book/_build, book/deviations.md and the executed notebooks in book/notebooks"
 	@echo "make distclean  clean, and remove $(VENV) too"
 
@@ -159,6 +160,14 @@ study: $(STAMP)
 GPU_CHECK_ARGS ?=
 gpu-check: $(STAMP)
 	PY=$(PY) tools/gpu_check.sh $(GPU_CHECK_ARGS)
+
+# The one-shot GPU study (book/protocol.md, "Pre-registered: the one-shot GPU setting"): run on the lent GPU
+# with the device's python3 (no venv, no installs); the bundle goes to $$OUT (GPU_STUDY_ARGS="--out DIR").
+# Then, here: `enlcn study import DIR` re-scores it on the CPU and places it under results/gpu-x2/study/.
+GPU_STUDY_ARGS ?=
+.PHONY: gpu-study
+gpu-study:
+	tools/gpu_study.sh $(GPU_STUDY_ARGS)
 
 # ----------------------------------------------------------------------------------------------- clean
 clean:

@@ -4,6 +4,7 @@ enlcn train --profile quick [--config run.yaml] [--set key=value ...] [--data sk
 enlcn eval --checkpoint C [--official] --data DIR|skimage [--mode whole|chop|tile] [--ensemble]
 enlcn upscale IN OUT --checkpoint C [--official --scale S]
 enlcn study table2 seeds k table6 --profile cpu   (resumable; --status lists the runs)
+enlcn study import BUNDLE [--root DIR]   (the one-shot GPU study's bundle → results/gpu-x2/study/)
 enlcn maps IMAGE --query Y,X --checkpoint C [--module N --k K --m M --seed S] --out maps.png
 enlcn flops | deviations | bench [...]
 """
@@ -202,9 +203,33 @@ def _deviations(_: argparse.Namespace) -> int:
     return 0
 
 
+def _study_import(args: argparse.Namespace) -> int:
+    """``enlcn study import BUNDLE``: check, re-score on the CPU and place a GPU bundle (enlcn.study.gpu)."""
+    from .provenance import project_root
+    from .study import gpu
+
+    if len(args.experiments) != 2:
+        raise ValueError("usage: enlcn study import BUNDLE [--root DIR]")
+    root = project_root(args.root or "")
+    rescored = gpu.import_bundle(Path(args.experiments[1]), root)
+    target = root / "results" / gpu.PROFILE / "study"
+    beyond = rescored[rescored["beyond"]]
+    print(
+        f"imported {args.experiments[1]} into {target}: {rescored['run'].nunique()} carried runs "
+        f"re-scored on the CPU, {beyond['run'].nunique()} beyond {gpu.RESCORE_TOLERANCE_DB} dB "
+        "(the GPU's scores are kept)"
+    )
+    if len(beyond):
+        print(beyond.to_string(index=False))
+    print("the Findings tables read it when recomputed: make results NOTEBOOKS=findings")
+    return 0
+
+
 def _study(args: argparse.Namespace) -> int:
     from . import study
 
+    if args.experiments[:1] == ["import"]:
+        return _study_import(args)
     if args.status:
         print(study.status(args.profile).to_string(index=False))
         return 0
@@ -297,7 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_data)
 
     p = sub.add_parser("study", help="train and score the ablation runs (resumable; see enlcn.study)")
-    p.add_argument("experiments", nargs="*", help="table2 | seeds | k | table6 | pilot | grid (in order)")
+    p.add_argument("experiments", nargs="*",
+                   help="table2 | seeds | k | table6 | pilot | grid (in order); or: import BUNDLE")
+    p.add_argument("--root", help="import: the folder holding results/ (default: this repository)")
     p.add_argument("--profile", default="quick")
     p.add_argument("--status", action="store_true", help="list the runs and how far each got")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's)")

@@ -354,6 +354,51 @@ def _pilot_intervals(profile: str, root: Path) -> list[dict[str, object]]:
     return rows
 
 
+#: the positive control's claim, as the pilot and the GPU setting word it
+POSITIVE_CONTROL = ("exact non-local attention beats EDSR", "nla", "base", "table6")
+
+
+def _gpu_intervals(root: Path) -> list[dict[str, object]]:
+    """The one-shot GPU setting's claims (``results/gpu-x2/study``, from ``enlcn study import``), paired
+    by seed; verdicts are marked *exploratory* unless the pilot's rule holds and S reached S_min
+    (book/protocol.md, "Pre-registered: the one-shot GPU setting")."""
+    from .study import gpu, stats
+    from .study.registry import CLAIMS, paper_gain
+
+    means = gpu.gpu_means(root)
+    if means.empty:
+        return []
+    decision = gpu.gpu_decision(root) or {}
+    counts = bool(decision.get("counts"))
+    setting = f"{gpu.PROFILE} (GPU, {decision.get('steps', '?')} steps)"
+    rows = []
+    for claim, arm, ref, table in (POSITIVE_CONTROL, *CLAIMS):
+        if not {arm, ref} <= set(means["arm"]):
+            continue
+        gain, where = paper_gain(table, arm, ref)
+        for test_set in PSNR_SETS:
+            c = stats.claim_row(means, arm, ref, test_set)
+            if not c["seeds"]:
+                continue
+            rows.append(
+                {
+                    "claim": claim,
+                    "setting": setting,
+                    "test set": test_set,
+                    "Δ": c["Δ"],
+                    "low": c["low"],
+                    "high": c["high"],
+                    "interval": f"95 % t-interval, {c['seeds']} paired seeds",
+                    "MDE": c["MDE"],
+                    "paper Δ": gain,
+                    "paper": where,
+                    "verdict": c["verdict"] if counts else f"exploratory: {c['verdict']}",
+                    "source": f"results/{gpu.PROFILE}/study/{gpu.STUDY_FILE}",
+                }
+            )
+    return rows
+
+
 def _first_study_bands(profile: str, root: Path) -> list[dict[str, object]]:
     """The first ×4 study's claims: Δ with its ± noise band (one seed per arm; not an interval)."""
     path = root / "results" / profile / "ablations" / "verdicts.csv"
@@ -401,13 +446,14 @@ def forest_table(profile: str = "cpu", root: Path = REPO) -> pd.DataFrame:
         "verdict",
         "source",
     ]
-    rows = _pilot_intervals(profile, root) + _first_study_bands(profile, root)
+    rows = _pilot_intervals(profile, root) + _gpu_intervals(root) + _first_study_bands(profile, root)
     return pd.DataFrame(rows, columns=cols)
 
 
 def positive_control_rows(profile: str, root: Path = REPO) -> list[dict[str, str]]:
     """Claim 3, the pilot's positive control: EDSR + NLA − EDSR, paired by seed, per pilot setting."""
-    intervals = _pilot_intervals(profile, root)
+    gpu = [r for r in _gpu_intervals(root) if r["claim"] == POSITIVE_CONTROL[0]]
+    intervals = _pilot_intervals(profile, root) + gpu
     if not intervals:
         return []
     rows = []

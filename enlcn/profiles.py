@@ -11,6 +11,8 @@ Presets:
 * ``paper``: the paper's and the official README's ENLCN — 32 ResBlocks, 256 features, res_scale 0.1,
   ``m = 128`` random features, amplification ``k = 6``, ``rgb_range = 1``;
 * ``cpu``: a model a 2-core CPU trains in a few hours (8 blocks, 48 features, ``m = 32``);
+* ``edsr-baseline``: EDSR's baseline backbone, 16 blocks × 64 features, with the paper's ``m = 128`` and
+  ``k = 6`` (the one-shot GPU setting, book/protocol.md "Pre-registered: the one-shot GPU setting");
 * ``quick``: a tiny model for tests and smoke runs (4 blocks, 16 features, ``m = 16``).
 """
 
@@ -35,6 +37,9 @@ class ModelPreset:
 MODEL_PRESETS: dict[str, ModelPreset] = {
     "paper": ModelPreset(32, 256, 0.1, m=128, k=6.0, description="the paper's ENLCN (41.2M / 43.6M params)"),
     "cpu": ModelPreset(8, 48, 0.1, m=32, k=6.0, description="trains on a 2-core CPU in a few hours"),
+    "edsr-baseline": ModelPreset(
+        16, 64, 0.1, m=128, k=6.0, description="EDSR-baseline 16 × 64 with the paper's m and k (GPU one-shot)"
+    ),
     "quick": ModelPreset(4, 16, 0.1, m=16, k=6.0, description="tiny; for tests and smoke runs"),
 }
 
@@ -165,6 +170,23 @@ class Profile:
         return dict(self.train)
 
 
+def pilot_data(scale: int) -> StudyData:
+    """The pilot's data at ``scale`` (book/protocol.md, "Candidate settings"): 56² LR self-similar images,
+    2 motifs × 6 copies, 30 training, 8 validation and 32 test images."""
+    return StudyData(
+        selfsim_size=56 * scale,
+        selfsim_train=30,
+        selfsim_val=8,
+        selfsim_test=32,
+        selfsim_motifs=2,
+        selfsim_copies=6,
+        selfsim_motif_size=8 * scale,
+    )
+
+
+#: the pilot-x2 data, shared unchanged by the one-shot GPU setting (gpu-x2)
+PILOT_X2_DATA = pilot_data(2)
+
 PROFILES: dict[str, Profile] = {
     p.name: p
     for p in (
@@ -227,19 +249,36 @@ PROFILES: dict[str, Profile] = {
                     ("val_every", 5),
                     ("paired_init", True),
                 ),
-                study_data=StudyData(
-                    selfsim_size=56 * scale,
-                    selfsim_train=30,
-                    selfsim_val=8,
-                    selfsim_test=32,
-                    selfsim_motifs=2,
-                    selfsim_copies=6,
-                    selfsim_motif_size=8 * scale,
-                ),
+                study_data=pilot_data(scale),
             )
             for scale, steps, suffix in (
                 (2, 4000, ""), (4, 3600, ""), (2, 16000, "-long"), (4, 14400, "-long")
             )
+        ),
+        # The one-shot GPU setting (book/protocol.md, "Pre-registered: the one-shot GPU setting"): the
+        # pilot-x2 data unchanged, EDSR-baseline 16 × 64 (m = 128, k = 6), batch 16 of 48² LR patches,
+        # lr 2e-4, paired initialisation, bf16 autocast on CUDA. The number of steps S is fixed on the device
+        # by the Protocol's calibration (enlcn.study.gpu): the steps below are a placeholder that
+        # enlcn.study.gpu.run_config replaces with S (one step per "epoch": the lr halves at S/2 and 3S/4).
+        Profile(
+            "gpu-x2",
+            "edsr-baseline",
+            "one-shot GPU study: ×2 pilot data, EDSR-baseline 16 × 64, steps calibrated on the device",
+            train=(
+                ("preset", "edsr-baseline"),
+                ("scale", 2),
+                ("lr_patch", 48),
+                ("batch_size", 16),
+                ("iters_per_epoch", 1),
+                ("epochs", 8000),
+                ("milestones", (4000, 6000)),
+                ("lr", 2e-4),
+                ("checkpoint_every", 8000),
+                ("val_every", 1000),
+                ("paired_init", True),
+                ("bf16", True),
+            ),
+            study_data=PILOT_X2_DATA,
         ),
         Profile(
             "quick",
