@@ -26,6 +26,11 @@ class BookTable:
     caption: str
     styler: Styler
 
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The table's data (unformatted)."""
+        return self.styler.data
+
     def to_html(self) -> str:
         return f'<p class="enlcn-caption">{escape(self.caption)}</p>\n' + self.styler.to_html()
 
@@ -33,7 +38,7 @@ class BookTable:
         return self.to_html()
 
     def __repr__(self) -> str:  # the plain-text form, e.g. in a terminal
-        return f"{self.caption}\n{self.styler.data.to_string()}"
+        return f"{self.caption}\n{self.frame.to_string()}"
 
 
 def book_table(

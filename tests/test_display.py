@@ -38,6 +38,23 @@ def test_provenance_without_a_seed_shows_a_dash_not_nan():
     ]
 
 
+def test_provenance_shows_nested_records_in_full_one_short_row_each():
+    sessions = [{"commit": "35b7cf368135", "finished_step": 900},
+                {"commit": "9494123289d4", "finished_step": 4000}]
+    record = {"parameters": {"queries": 48, "models": {"enla": sessions}, "pending": []},
+              "uncommitted": ["a.py", "b.py"]}
+    rows = dict(record_table(record).itertuples(index=False))
+    assert rows == {
+        "parameters.queries": "48",
+        "parameters.models.enla[0]": "commit: 35b7cf368135, finished_step: 900",
+        "parameters.models.enla[1]": "commit: 9494123289d4, finished_step: 4000",
+        "parameters.pending": "none",
+        "uncommitted": "a.py, b.py",
+    }
+    html = book_table(record_table(record), "Provenance.").to_html()
+    assert "finished_step: 4000" in html and "{'" not in html  # in full, no dict text
+
+
 def test_a_missing_row_label_of_a_pivot_is_a_dash_too():
     pivot = pd.DataFrame({"claim": ["k = 6 beats k = 2"], "paper Δ": [np.nan], "ours": [0.01]})
     pivot = pivot.set_index(["claim", "paper Δ"])
