@@ -68,6 +68,26 @@ def book_table(
     return BookTable(text, styler if index else styler.hide(axis="index"))
 
 
+def settings_table(settings: object, caption: str) -> BookTable:
+    """A dataclass instance of settings (e.g. :class:`enlcn.profiles.AblationK`) as a captioned table: one
+    row per field, its value (a tuple as its items joined by commas, floats as ``%g``) and what it means (the
+    field's ``metadata["meaning"]``; a field without one is an error, so no setting is shown unexplained)."""
+    from dataclasses import fields
+
+    def text(value: object) -> str:
+        if isinstance(value, tuple | list):
+            return ", ".join(text(v) for v in value)
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    rows = []
+    for f in fields(settings):  # type: ignore[arg-type]
+        if "meaning" not in f.metadata:
+            raise ValueError(f"settings_table: {type(settings).__name__}.{f.name} does not say what it means")
+        value = text(getattr(settings, f.name))
+        rows.append({"setting": f.name, "value": value, "meaning": f.metadata["meaning"]})
+    return book_table(pd.DataFrame(rows), caption)
+
+
 def interval_text(value: object, digits: int = 3) -> object:
     """An interval kept as text in a CSV, ``"(-0.00524588171, 0.0044587137)"``, as ``"(-0.005, 0.004)"``;
     any other value as it is."""
