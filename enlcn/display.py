@@ -26,6 +26,11 @@ class BookTable:
     caption: str
     styler: Styler
 
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The table's data (unformatted)."""
+        return self.styler.data
+
     def to_html(self) -> str:
         return f'<p class="enlcn-caption">{escape(self.caption)}</p>\n' + self.styler.to_html()
 
@@ -33,7 +38,7 @@ class BookTable:
         return self.to_html()
 
     def __repr__(self) -> str:  # the plain-text form, e.g. in a terminal
-        return f"{self.caption}\n{self.styler.data.to_string()}"
+        return f"{self.caption}\n{self.frame.to_string()}"
 
 
 def book_table(
@@ -61,6 +66,26 @@ def book_table(
         text += f" {DASH}: {missing}."
     styler = frame.style.format(precision=digits, na_rep=DASH).format_index(precision=digits, na_rep=DASH)
     return BookTable(text, styler if index else styler.hide(axis="index"))
+
+
+def settings_table(settings: object, caption: str) -> BookTable:
+    """A dataclass instance of settings (e.g. :class:`enlcn.profiles.AblationK`) as a captioned table: one
+    row per field, its value (a tuple as its items joined by commas, floats as ``%g``) and what it means (the
+    field's ``metadata["meaning"]``; a field without one is an error, so no setting is shown unexplained)."""
+    from dataclasses import fields
+
+    def text(value: object) -> str:
+        if isinstance(value, tuple | list):
+            return ", ".join(text(v) for v in value)
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    rows = []
+    for f in fields(settings):  # type: ignore[arg-type]
+        if "meaning" not in f.metadata:
+            raise ValueError(f"settings_table: {type(settings).__name__}.{f.name} does not say what it means")
+        value = text(getattr(settings, f.name))
+        rows.append({"setting": f.name, "value": value, "meaning": f.metadata["meaning"]})
+    return book_table(pd.DataFrame(rows), caption)
 
 
 def interval_text(value: object, digits: int = 3) -> object:

@@ -18,7 +18,8 @@ Presets:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -87,19 +88,28 @@ def ablation_k_settings(name: str) -> AblationK:
     return get_profile("quick").ablation_k if smoke_steps() is not None else profile.ablation_k
 
 
+def _meaning(default: Any, meaning: str) -> Any:
+    """A dataclass field with ``default`` and what it means (``metadata["meaning"]``, shown by
+    :func:`enlcn.display.settings_table`)."""
+    return field(default=default, metadata={"meaning": meaning})
+
+
 @dataclass(frozen=True)
 class AblationK:
-    """Settings of ``notebooks/ablation_k.ipynb`` (Figure 6's variance curve; no training)."""
+    """Settings of ``notebooks/ablation_k.ipynb`` (Figure 6's variance curve; no training). Each field says
+    what it means (:func:`enlcn.display.settings_table` shows them on the page)."""
 
-    ks: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0)  # amplification factors
-    coses: tuple[float, ...] = (-0.5, 0.0, 0.5)  # cosines between q and k for Eq. 7
-    m: int = 128  # random features for the variance curve (the paper's m)
-    c: int = 64  # embedding width (the paper's 64)
-    draws: int = 4000  # Monte-Carlo projections per point
-    ms: tuple[int, ...] = (16, 64, 128, 256)  # m values for the attention-weight error
-    image_size: int = 48  # photograph side for the embedding patches (N = size²; 48² as the official patch)
-    queries: int = 128  # query positions sampled
-    repeats: int = 8  # projections per (k, m)
+    ks: tuple[float, ...] = _meaning((1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0), "amplification factors k")
+    coses: tuple[float, ...] = _meaning((-0.5, 0.0, 0.5), "cosines between q and k for Eq. 7")
+    m: int = _meaning(128, "random features of the variance curve (the paper's m)")
+    c: int = _meaning(64, "embedding width (the paper's 64)")
+    draws: int = _meaning(4000, "Monte-Carlo projections per point of the variance curve")
+    ms: tuple[int, ...] = _meaning((16, 64, 128, 256), "values of m for the attention-weight error")
+    image_size: int = _meaning(
+        48, "side of the photograph the embedding patches come from (N = side²; 48² as the official patch)"
+    )
+    queries: int = _meaning(128, "query positions sampled for the attention-weight error")
+    repeats: int = _meaning(8, "random projections per (k, m) of the attention-weight error")
 
 
 @dataclass(frozen=True)

@@ -170,16 +170,37 @@ class Provenance:
 
 
 def record_table(record: dict[str, Any], before: list[tuple[str, Any]] = ()) -> pd.DataFrame:
-    """A provenance record as a two-column (field, value) table, nested dicts as ``key.subkey`` rows,
-    after the rows ``before``."""
+    """A provenance record as a two-column (field, value) table, after the rows ``before``: nested dicts at
+    any depth as ``key.subkey`` rows, a list of dicts (e.g. a run's training sessions) as one
+    ``key[i]`` row per item reading ``name: value, …``, any other list as its items joined by commas
+    (``none`` when empty), and None as a dash — every value a short line of text, never a dict cut off."""
     rows = list(before)
+    rows += _record_rows(record, "")
+    return pd.DataFrame({"field": [key for key, _ in rows], "value": [_record_text(v) for _, v in rows]})
+
+
+def _record_rows(record: dict[str, Any], prefix: str) -> list[tuple[str, Any]]:
+    rows: list[tuple[str, Any]] = []
     for key, value in record.items():
-        if isinstance(value, dict):
-            rows += [(f"{key}.{k}", v) for k, v in value.items()]
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            rows += _record_rows(value, f"{name}.")
+        elif isinstance(value, list | tuple) and value and all(isinstance(v, dict) for v in value):
+            rows += [(f"{name}[{i}]", item) for i, item in enumerate(value)]
         else:
-            rows.append((key, value))
-    shown = ["—" if value is None else str(value) for _, value in rows]  # None (no seed): a dash, not "nan"
-    return pd.DataFrame({"field": [key for key, _ in rows], "value": shown})
+            rows.append((name, value))
+    return rows
+
+
+def _record_text(value: Any) -> str:
+    """One value of a provenance record as the table shows it (see :func:`record_table`)."""
+    if value is None:
+        return "—"  # None (no seed): a dash, not "nan"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_record_text(v)}" for k, v in value.items()) or "none"
+    if isinstance(value, list | tuple):
+        return ", ".join(_record_text(v) for v in value) or "none"
+    return str(value)
 
 
 def provenance(

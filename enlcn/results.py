@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .display import BookTable, book_table
 from .provenance import CSV_DIGITS, REPO, Provenance, record_table, write_json_atomic, write_text_atomic
 
 #: relative tolerance of a reproduced number (see the module doc)
@@ -42,6 +43,12 @@ RTOL = 1e-5
 ATOL = 1e-9
 #: the record written beside the results of a run that wrote any
 PROVENANCE = "provenance.json"
+#: the caption of the table :meth:`ResultFolder.finish` returns
+PROVENANCE_CAPTION = (
+    "What this page's run did with each result file (committed: read from the repository; new, reproduced "
+    "or changed: computed by this run), and the run itself; then the record of the run that computed the "
+    "numbers shown: notebook, profile, parameters, seed, commit, versions and hardware."
+)
 #: where :meth:`ResultFolder.report` appends its statuses, if set (``tools/run_notebooks.py`` sets it)
 REPORT_VAR = "ENLCN_RESULTS_REPORT"
 
@@ -184,9 +191,10 @@ class ResultFolder:
         """The files this run wrote (new or changed)."""
         return [n for n, s in self.statuses.items() if s == "new" or s.startswith("changed")]
 
-    def finish(self) -> pd.DataFrame:
+    def finish(self) -> BookTable:
         """Write the provenance of this run if it wrote a result; return the table a page shows under its
-        results: what this run did with each file, then the provenance of the numbers shown."""
+        results (captioned, every value in full: :func:`~enlcn.provenance.record_table`): what this run did
+        with each file, then the provenance of the numbers shown."""
         prov = self.prov.finish()
         record = self.committed
         if self.wrote or self.stale or record is None:
@@ -197,7 +205,7 @@ class ResultFolder:
         rows = [(f"file {name}", status) for name, status in self.statuses.items()]
         mode = "recompute" if self.recompute else "render" + (f" ({self.stale})" if self.stale else "")
         rows.append(("this run", f"{mode} at commit {prov.commit}, {prov.wall_time_s} s"))
-        return record_table(record, rows)
+        return book_table(record_table(record, rows), PROVENANCE_CAPTION)
 
     def report(self) -> None:
         """Append what this run did with each file to the file named by ``$ENLCN_RESULTS_REPORT``, if set

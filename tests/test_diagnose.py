@@ -110,3 +110,22 @@ def test_runs_still_training_are_read_from_their_latest_checkpoint(tmp_path):
     table = pilot_attention("quick", images=1, queries=4, root=tmp_path)
     assert set(table.weights) == {"step 7"} and len(table) == len(model.attention_modules())
     assert (table.repeat_gain > 0).all() and (table.logit_spread >= 0).all()
+
+
+def test_the_page_says_which_weights_were_measured_from_the_table_itself():
+    import pandas as pd
+
+    from enlcn.study.diagnose import measured_weights
+
+    rows = [("pilot-x2", "nla", w) for w in ("trained", "initial")] + [("pilot-x2", "nla_s1", "trained"),
+                                                                      ("pilot-x2", "nla_s1", "initial")]
+    done = pd.DataFrame(rows * 5, columns=["candidate", "run", "weights"])  # five modules each
+    text = measured_weights(done)
+    assert text.startswith("Measured: 2 finished EDSR + NLA runs (`pilot-x2`: 2), each with its final")
+    assert text.endswith("no run was still training.") and "step" not in text
+    checkpoint = pd.DataFrame([("pilot-x2-long", "nla_s2", "step 12000")] * 5, columns=done.columns)
+    text = measured_weights(pd.concat([done, checkpoint]))
+    assert "2 finished" in text
+    assert text.endswith(
+        "1 run still training, at its latest checkpoint: `pilot-x2-long` `nla_s2` at step 12000.")
+    assert measured_weights(pd.DataFrame()).startswith("No EDSR + NLA run")

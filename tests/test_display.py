@@ -38,6 +38,23 @@ def test_provenance_without_a_seed_shows_a_dash_not_nan():
     ]
 
 
+def test_provenance_shows_nested_records_in_full_one_short_row_each():
+    sessions = [{"commit": "35b7cf368135", "finished_step": 900},
+                {"commit": "9494123289d4", "finished_step": 4000}]
+    record = {"parameters": {"queries": 48, "models": {"enla": sessions}, "pending": []},
+              "uncommitted": ["a.py", "b.py"]}
+    rows = dict(record_table(record).itertuples(index=False))
+    assert rows == {
+        "parameters.queries": "48",
+        "parameters.models.enla[0]": "commit: 35b7cf368135, finished_step: 900",
+        "parameters.models.enla[1]": "commit: 9494123289d4, finished_step: 4000",
+        "parameters.pending": "none",
+        "uncommitted": "a.py, b.py",
+    }
+    html = book_table(record_table(record), "Provenance.").to_html()
+    assert "finished_step: 4000" in html and "{'" not in html  # in full, no dict text
+
+
 def test_a_missing_row_label_of_a_pivot_is_a_dash_too():
     pivot = pd.DataFrame({"claim": ["k = 6 beats k = 2"], "paper Δ": [np.nan], "ours": [0.01]})
     pivot = pivot.set_index(["claim", "paper Δ"])
@@ -54,3 +71,26 @@ def test_an_interval_kept_as_text_is_rounded_for_the_page():
     assert interval_text("(1, 2)", digits=1) == "(1.0, 2.0)"
     assert interval_text("not an interval") == "not an interval"
     assert interval_text(0.5) == 0.5
+
+
+def test_settings_show_as_a_table_of_values_and_meanings():
+    from dataclasses import dataclass, field
+
+    from enlcn.display import settings_table
+    from enlcn.profiles import AblationK, get_profile
+
+    table = settings_table(get_profile("cpu").ablation_k, "The settings.")
+    rows = {r.setting: (r.value, r.meaning) for r in table.frame.itertuples()}
+    assert list(rows) == ["ks", "coses", "m", "c", "draws", "ms", "image_size", "queries", "repeats"]
+    assert rows["ks"] == ("1, 2, 3, 4, 6, 8, 10", "amplification factors k")
+    assert rows["coses"][0] == "-0.5, 0, 0.5" and rows["draws"][0] == "4000"
+    assert "AblationK(" not in table.to_html() and "The settings." in table.to_html()
+    assert AblationK(ks=(2.0,)).ks == (2.0,)  # the fields' meanings change nothing else
+
+    @dataclass(frozen=True)
+    class Unexplained:
+        a: int = field(default=1, metadata={"meaning": "explained"})
+        b: int = 2
+
+    with pytest.raises(ValueError, match=r"Unexplained.b does not say what it means"):
+        settings_table(Unexplained(), "Settings.")

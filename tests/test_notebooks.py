@@ -131,3 +131,13 @@ def test_notebooks_keep_their_results_through_a_result_folder(path):
     writers = ("write_csv_atomic", "write_json_atomic", "write_text_atomic", ".to_csv(")
     for writer in writers:
         assert writer not in code, f"{path.name} writes with {writer}: use a ResultFolder"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_the_provenance_cell_shows_its_table_not_its_code(path):
+    """A page's ``results.finish()`` cell is bookkeeping: the reader sees the provenance table, and every
+    page hides the cell's code the same way (``hide-input``)."""
+    code = [c for c in cells(path) if c["cell_type"] == "code"]
+    for cell in (c for c in code if "results.finish()" in "".join(c["source"])):
+        tags = cell.get("metadata", {}).get("tags", [])
+        assert "hide-input" in tags, f"{path.name}: the code of results.finish() is shown"

@@ -168,3 +168,47 @@ def test_train_run_itself_refuses_the_grid_in_an_unchosen_pilot_setting(tmp_path
     with pytest.raises(ValueError, match="refused: enlca$"):
         train_run("pilot-x4", get_run("enlca"), root=tmp_path, progress=False)
     assert not (tmp_path / "runs").exists()  # nothing started
+
+
+def _finished(root, profile, run, wall_min):
+    """A made-up finished pilot run of ``profile`` that took ``wall_min`` minutes wall in one session."""
+    import json
+    from dataclasses import asdict
+
+    from enlcn.study.files import result_dir
+
+    res = result_dir(profile, run, root)
+    res.mkdir(parents=True)
+    (res / "config.json").write_text(json.dumps(asdict(run.config(profile)), default=str))
+    (res / "scores.csv").write_text("run,label,test_set,image,psnr,ssim\n")
+    session = {"wall_time_s": wall_min * 60, "cpu_time_s": wall_min * 30}
+    summary = {"steps": 1, "wall_time_s": wall_min * 60, "threads": 1, "sessions": [session]}
+    (res / "summary.json").write_text(json.dumps(summary))
+
+
+def test_each_setting_is_checked_against_its_own_budget(tmp_path):
+    """The Protocol: one run ≤ 60 min at a candidate; the extension trains 4× the steps with 4× the budget."""
+    import pytest
+
+    from enlcn.profiles import get_profile
+    from enlcn.study.registry import get_experiment
+
+    assert {p: pilot.budget_minutes(p) for p in pilot.CANDIDATES + pilot.EXTENSIONS} == {
+        "pilot-x2": 60.0, "pilot-x4": 60.0, "pilot-x2-long": 240.0, "pilot-x4-long": 240.0
+    }
+    for candidate, extension in zip(pilot.CANDIDATES, pilot.EXTENSIONS, strict=True):
+        steps = {p: get_profile(p).train_dict()["epochs"] for p in (candidate, extension)}
+        assert steps[extension] == pilot.EXTENSION_FACTOR * steps[candidate]  # 4× the steps, 4× the budget
+    with pytest.raises(ValueError, match="'cpu' is not a pilot setting"):
+        pilot.budget_minutes("cpu")
+    words = pilot.budget_text()
+    assert "60 minutes wall per run at a candidate, 4× that (240 minutes) at the extension" in words
+
+    base, nla = get_experiment("pilot")[0], get_experiment("pilot")[3]
+    for profile in ("pilot-x4", "pilot-x2-long"):
+        _finished(tmp_path, profile, base, 45.0)
+        _finished(tmp_path, profile, nla, 61.6 if profile == "pilot-x4" else 190.1)
+    short = pilot.run_costs("pilot-x4", tmp_path).set_index("run")
+    assert list(short["budget min"]) == [60.0, 60.0] and list(short["within budget"]) == [True, False]
+    long = pilot.run_costs("pilot-x2-long", tmp_path).set_index("run")
+    assert list(long["budget min"]) == [240.0, 240.0] and long["within budget"].all()  # 190 min ≤ 4 × 60

@@ -65,7 +65,8 @@ def test_render_mode_reads_the_committed_file_and_writes_nothing(tmp_path):
     assert (tmp_path / "r" / "provenance.json").read_text() == record  # the numbers' own record stays
     assert render.statuses == {"t.csv": "committed"} and render.wrote == []
     assert shown.equals(read_table(tmp_path / "r" / "t.csv"))
-    rows = dict(zip(shown_prov.field, shown_prov.value, strict=True))
+    assert shown_prov.caption.startswith("What this page's run did with each result file")
+    rows = dict(zip(shown_prov.frame.field, shown_prov.frame.value, strict=True))
     assert rows["file t.csv"] == "committed" and rows["this run"].startswith("render at commit")
     assert rows["results.t.csv"] == "new"  # the provenance of the run that wrote the numbers
 

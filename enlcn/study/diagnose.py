@@ -156,3 +156,36 @@ def pilot_attention(profile: str, images: int = 4, queries: int = 32, root: Path
         return pd.DataFrame()
     table = pd.concat(frames, ignore_index=True)
     return table.assign(repeat_gain=table["mass"] / table["uniform_mass"])
+
+
+def measured_weights(table: pd.DataFrame) -> str:
+    """Which weights :func:`pilot_attention`'s ``table`` measured, in words for the page, read from the table
+    itself (its ``weights`` column; ``candidate`` too when there is one), so that the text never says a run is
+    training when none is: the finished runs (final weights, beside a freshly initialised model) and the
+    runs still training at their latest checkpoint (``"step N"``)."""
+    if table.empty:
+        return "No EDSR + NLA run of the pilot has finished or written a checkpoint yet: nothing is measured."
+    keys = [c for c in ("candidate", "run") if c in table]
+    runs = table.drop_duplicates([*keys, "weights"])
+
+    def name(row: pd.Series) -> str:
+        return " ".join(f"`{row[k]}`" for k in keys)
+
+    done = runs[runs["weights"] == "trained"]
+    training = runs[runs["weights"].astype(str).str.startswith("step ")]
+    per = (
+        " (" + ", ".join(f"`{c}`: {n}" for c, n in done.groupby("candidate", sort=False).size().items()) + ")"
+        if "candidate" in done and len(done) else ""
+    )
+    finished = (
+        f"{len(done)} finished EDSR + NLA run{'s' if len(done) != 1 else ''}{per}, each with its final "
+        "weights (`trained`) beside a freshly initialised model of the same kind and seed (`initial`)"
+    )
+    if training.empty:
+        return f"Measured: {finished if len(done) else 'no finished run'}; no run was still training."
+    at = ", ".join(f"{name(r)} at {r['weights']}" for _, r in training.iterrows())
+    return (
+        f"Measured: {finished if len(done) else 'no finished run'}; and {len(training)} run"
+        f"{'s' if len(training) != 1 else ''} still training, at {'their' if len(training) != 1 else 'its'} "
+        f"latest checkpoint: {at}."
+    )

@@ -32,6 +32,15 @@ CANDIDATES: tuple[str, ...] = ("pilot-x2", "pilot-x4")
 EXTENSIONS: tuple[str, ...] = ("pilot-x2-long", "pilot-x4-long")
 #: the pilots per book profile: the cpu study's candidates; the other profiles have none
 PILOTS: dict[str, tuple[str, ...]] = {"cpu": CANDIDATES + EXTENSIONS}
+#: the Protocol's wall-time budget of one run at a candidate, minutes ("one run ≤ 60 min on one core beside
+#: another run"); the extension trains :data:`EXTENSION_FACTOR` × the steps with that many times the budget
+BUDGET_MIN = 60.0
+EXTENSION_FACTOR = 4
+#: the budget of one run per pilot profile, minutes wall: the one place :func:`run_costs` reads it from
+BUDGETS_MIN: dict[str, float] = {
+    **{p: BUDGET_MIN for p in CANDIDATES},
+    **{p: EXTENSION_FACTOR * BUDGET_MIN for p in EXTENSIONS},
+}
 MIN_GAIN_OVER_BICUBIC = 1.0  # dB, rule (a)
 MIN_T = 4.0  # rule (b): Δ ≥ 4 SE
 RULE_A_SETS = ("photos", "selfsim")
@@ -56,8 +65,29 @@ def pilot_means(profile: str, root: Path = REPO) -> pd.DataFrame:
     return psnr.merge(stats.seed_means(scores, seeds, "ssim"), on=["arm", "seed", "run", "test_set"])
 
 
+def budget_minutes(profile: str) -> float:
+    """The Protocol's wall-time budget of one run of the pilot profile ``profile``, minutes
+    (:data:`BUDGETS_MIN`); ``ValueError`` for a profile that is not a pilot setting."""
+    try:
+        return BUDGETS_MIN[profile]
+    except KeyError:
+        settings = ", ".join(BUDGETS_MIN)
+        raise ValueError(f"{profile!r} is not a pilot setting ({settings}): it has no budget") from None
+
+
+def budget_text() -> str:
+    """The budget rule in words, from :data:`BUDGET_MIN` and :data:`EXTENSION_FACTOR` (for captions)."""
+    return (
+        f"{BUDGET_MIN:g} minutes wall per run at a candidate, {EXTENSION_FACTOR}× that "
+        f"({EXTENSION_FACTOR * BUDGET_MIN:g} minutes) at the extension, which trains "
+        f"{EXTENSION_FACTOR}× the steps"
+    )
+
+
 def run_costs(profile: str, root: Path = REPO) -> pd.DataFrame:
-    """Per finished pilot run: steps, wall and CPU minutes (summed over sessions), threads, budget check."""
+    """Per finished pilot run: steps, wall and CPU minutes (summed over sessions), threads, and the check
+    against the Protocol's budget of ``profile`` (:func:`budget_minutes`)."""
+    budget = budget_minutes(profile)
     rows = []
     for run in get_experiment("pilot"):
         if not is_done(profile, run, root):
@@ -79,7 +109,8 @@ def run_costs(profile: str, root: Path = REPO) -> pd.DataFrame:
         )
     costs = pd.DataFrame(rows)
     if not costs.empty:
-        costs["within 60 min"] = costs["wall min"] <= 60
+        costs["budget min"] = budget
+        costs["within budget"] = costs["wall min"] <= budget
     return costs
 
 
