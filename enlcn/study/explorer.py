@@ -19,7 +19,7 @@ neighbouring pixels are correlated), the residuals Rice-coded with one parameter
 and the bits written 13 to two characters of a 91-letter alphabet (:func:`bits_to_text`, 1.23 characters a
 byte instead of base64's 1.33). Measured bits per number: 6.1 (the principal basis saves 0.3 against the
 model's own channels, the median predictor 0.26 against the planar one ``L+U−UL``, blocks of 16 save 0.1
-against 32); float16 with deflate was ~12 MB, int8 directions 5.0 MB with 4 % errors, this 5.7 MB. Finer
+against 32); float16 with deflate was ~12 MB, int8 directions 5.0 MB with 4 % errors, this 5.8 MB. Finer
 steps do not fit in 6 MB: ``STEP = 2⁻¹¹`` (coordinates within ``u/2``) needs one more bit a number (~6.6 MB).
 ``F`` is stored exactly (float32, base64). A ``<script>`` tag works from ``file://`` with no network.
 """
