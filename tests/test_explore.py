@@ -120,42 +120,80 @@ def test_live_explorer_data_from_models(tmp_path, monkeypatch, model, lr):
     assert len(data["models"][label]) == n_modules
     assert set(data["models"][label][0]) == {"k", "feature_eps", "orthogonal", "m", "c", "projection"}
     assert set(data["images"]["im"]) == {"shape", "lr", "labels", "embeddings"}
+    assert set(data["images"]["im"]["embeddings"][label]) == {"bases", "codes"}
     assert data["images"]["photo"]["labels"] is None
     stored = explorer.decode_labels(data["images"]["im"]["labels"], lr.shape[:2])
     np.testing.assert_array_equal(stored, labels)
-    # the page's maps (live_maps: from the decoded codes) against explore() on the model: the int8 cost
+    # the page's maps (live_maps: from the decoded codes) against explore() on the model, within the coding's
+    # bound (tests/test_browser.py coding_tolerances: every weight within a factor e^{±τ})
+    from test_browser import coding_tolerances
+
     for module in range(n_modules):
-        np.testing.assert_array_equal(explorer.module_projection(data, label, module),
-                                      model.attention_modules()[module].projection.numpy())
+        projection = explorer.module_projection(data, label, module)
+        np.testing.assert_array_equal(projection, model.attention_modules()[module].projection.numpy())
         for k in (None, 3.0):
             ex = explore(model, lr, (3, 5), module, Knobs(k=k))
             exact, estimate, numbers = explorer.live_maps(data, "photo", label, module, (3, 5), k)
-            np.testing.assert_allclose(exact, ex.exact, rtol=0.08)
-            np.testing.assert_allclose(estimate, ex.estimate, rtol=0.08)
+            mod = data["models"][label][module]
+            tau_x, tau_e = coding_tolerances(mod["k"] if k is None else k, mod["c"], projection)
+            np.testing.assert_allclose(exact, ex.exact, rtol=np.expm1(tau_x))
+            np.testing.assert_allclose(estimate, ex.estimate, rtol=np.expm1(tau_e))
             tv = "TV(estimate, exact)"
-            assert numbers[tv] == pytest.approx(ex.numbers[tv], rel=0.03)
+            assert abs(numbers[tv] - ex.numbers[tv]) <= (np.expm1(tau_x) + np.expm1(tau_e)) / 2
     text = explorer.explorer_js(data)
     assert text.startswith("window.ENLCN_EXPLORER = ") and text.endswith(";\n")
     assert json.loads(text[24:-2])["models"] == data["models"]
     assert explorer.read_explorer_js(text) == data
 
 
-def test_int8_directions_round_trip_within_half_a_level():
-    from enlcn.study.explorer import LEVELS, decode_directions, encode_directions, pack_codes, unpack_codes
+def _clustered_directions(n: int, c: int, seed: int) -> np.ndarray:
+    """Rows like trained embeddings: around one direction, varying smoothly along a raster of 20 columns."""
+    rng = np.random.default_rng(seed)
+    smooth = np.cumsum(rng.normal(scale=0.02, size=(n, c)), axis=0)
+    return np.ones(c) + smooth + rng.normal(scale=0.01, size=(n, c))
 
-    u = np.random.default_rng(0).normal(size=(500, 12))
-    codes = encode_directions(u)
-    assert np.abs(codes).max() == LEVELS  # each row's largest component is ±127
-    back = decode_directions(codes, 6.0)
-    assert np.allclose(np.linalg.norm(back, axis=1), 6.0**0.5)  # Eq. 3: |Q| = √k exactly
-    unit = u / np.linalg.norm(u, axis=1, keepdims=True)
-    # half a level (of 127) in each component of the row scaled to max 1: an angle of at most ~√c/254
-    assert np.abs(back / 6.0**0.5 - unit).max() < np.sqrt(12) / (2 * LEVELS)
-    cos = (back / 6.0**0.5 * unit).sum(1)
-    assert 6.0 * (1 - cos).max() < 1e-3  # what it costs a logit k·cos at k = 6
-    other = encode_directions(np.random.default_rng(1).normal(size=(500, 12)))
-    for a, b in zip(unpack_codes(pack_codes([codes, other]), 500, 12, 2), (codes, other), strict=True):
-        np.testing.assert_array_equal(a, b)
+
+def test_directions_round_trip_within_float16s_roundoff():
+    """Every coordinate of a decoded unit direction (in the stored basis) is within u = 2⁻¹¹ (half a step) of
+    the true one, so a row within √c·u and a logit k·v̂ᵢ·v̂ⱼ within logit_error_bound(k, c); the packing is
+    lossless on the integer codes. The old int8 directions (round(127·v/max|v|), renormalised) miss it."""
+    from enlcn.study import explorer as X
+
+    h, w, c = 20, 25, 12
+    arrays = [_clustered_directions(h * w, c, seed) * 3.0 for seed in range(4)]  # any length: only v counts
+    packed = X.pack_embeddings(arrays, (h, w))
+    assert set(packed) == {"bases", "codes"} and set(packed["codes"]) <= set(X.ALPHABET)
+    codes = X.unpack_codes(packed, (h, w), c, 4)
+    bases = X.decode_floats(packed["bases"], (4, c, c))
+    decoded = X.unpack_embeddings(packed, (h, w), c, 4)
+    units = [a / np.linalg.norm(a, axis=1, keepdims=True) for a in arrays]
+    for a, v, code, basis, got in zip(arrays, units, codes, bases, decoded, strict=True):
+        np.testing.assert_array_equal(code, X.quantise_directions(a, basis.astype(np.float32)))
+        np.testing.assert_allclose(basis.T @ basis, np.eye(c), atol=1e-6)
+        assert np.abs((got - v) @ basis).max() <= X.U * (1 + 1e-5)  # each coordinate: float16's roundoff
+        assert np.linalg.norm(got - v, axis=1).max() <= np.sqrt(c) * X.U * (1 + 1e-5)
+    logits = np.abs(decoded[0] @ decoded[1].T - units[0] @ units[1].T).max()
+    assert 6.0 * logits <= X.logit_error_bound(6.0, c)
+    # the int8 coding this replaced: coordinates 1/254 of the row's largest apart, 8 times u
+    int8 = np.round(units[0] / np.abs(units[0]).max(1, keepdims=True) * 127)
+    int8 /= np.linalg.norm(int8, axis=1, keepdims=True)
+    assert np.abs(int8 - units[0]).max() > 2 * X.U
+
+
+def test_packing_pieces_invert_each_other():
+    from enlcn.study import explorer as X
+
+    rng = np.random.default_rng(0)
+    planes = rng.integers(-3000, 3000, (3, 7, 9))
+    residuals = X.med_residuals(planes)
+    np.testing.assert_array_equal(X.med_undo(residuals), planes)
+    r = rng.laplace(scale=40, size=(5, 37)).astype(np.int64)
+    r[1] = 0  # a plane of zeros: k = 0, one bit a value
+    bits = X.rice_pack(r)
+    np.testing.assert_array_equal(X.rice_unpack(bits, 5, 37), r)
+    text = X.bits_to_text(bits)
+    assert len(text) == 2 * -(-bits.size // X.GROUP)
+    np.testing.assert_array_equal(X.text_to_bits(text)[: bits.size], bits)
 
 
 def test_the_committed_live_explorer_data_is_the_cpu_models():

@@ -19,43 +19,77 @@
   const DECADES = 6;               // log colour scale: at most this many decades below the top weight
 
   // ------------------------------------------------------------------------------------ decoding
+  // The coding of enlcn.study.explorer.pack_embeddings: per image and model, every Q and K's unit
+  // directions as integer coordinates (steps of 2^-10) in the array's own basis; median-predicted residuals,
+  // Rice-coded in blocks of 16, written 13 bits to two letters. Decoded once per image and model.
+  const STEP = 2 ** -10, BLOCK = 16, K_BITS = 4, GROUP = 13;
+  const ALPHABET = Array.from({ length: 92 }, (_, i) => String.fromCharCode(35 + i)).filter((ch) => ch !== "\\").join("");
   function bytes(b64) {
     const bin = atob(b64), out = new Uint8Array(bin.length);
     for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
     return out;
   }
-  async function inflate(b64) {  // zlib stream → bytes, with the browser's own DecompressionStream
-    const stream = new Blob([bytes(b64)]).stream().pipeThrough(new DecompressionStream("deflate"));
-    return new Int8Array(await new Response(stream).arrayBuffer());
+  function floats(b64) { return Float64Array.from(new Float32Array(bytes(b64).buffer)); }
+  function textBits(text) {  // two letters → 13 bits, most significant first, one bit a byte
+    const index = new Int16Array(128).fill(-1);
+    for (let i = 0; i < ALPHABET.length; i++) index[ALPHABET.charCodeAt(i)] = i;
+    const bits = new Uint8Array((text.length >> 1) * GROUP);
+    for (let g = 0, o = 0; 2 * g < text.length; g++) {
+      const v = index[text.charCodeAt(2 * g)] + 91 * index[text.charCodeAt(2 * g + 1)];
+      for (let t = GROUP - 1; t >= 0; t--) bits[o++] = (v >> t) & 1;
+    }
+    return bits;
   }
-  // Undo the per-plane delta coding (mod 256) of enlcn.study.explorer.pack_codes, in place.
-  function undelta(codes, n) {
-    for (let p = 0; p < codes.length; p += n) {
-      let acc = 0;
-      for (let j = p; j < p + n; j++) { acc = ((acc + codes[j]) << 24) >> 24; codes[j] = acc; }
+  // The integer codes, plane by plane ([P][h·w], P = count·c planes), of one packed set (rice_unpack, med_undo).
+  function decodeCodes(packed, P, h, w) {
+    const n = h * w, blocks = Math.ceil(n / BLOCK), nb = P * blocks, bits = textBits(packed.codes);
+    let pos = 0;
+    const ks = new Uint8Array(nb);
+    for (let b = 0; b < nb; b++) { let v = 0; for (let t = 0; t < K_BITS; t++) v = 2 * v + bits[pos++]; ks[b] = v; }
+    const z = new Int32Array(nb * BLOCK);  // zigzagged residuals (< 2³¹)
+    for (let i = 0; i < z.length; i++) {  // the low bits first…
+      const k = ks[Math.floor(i / BLOCK)];
+      let v = 0; for (let t = 0; t < k; t++) v = 2 * v + bits[pos++];
+      z[i] = v;
+    }
+    for (let i = 0; i < z.length; i++) {  // …then the unary high parts
+      let q = 0; while (bits[pos++] === 0) q++;
+      z[i] += q << ks[Math.floor(i / BLOCK)];
+    }
+    const codes = new Int32Array(P * n);
+    for (let p = 0; p < P; p++) {
+      const off = p * n, zoff = p * blocks * BLOCK;
+      for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {  // undo the median prediction in raster order
+        const L = x > 0 ? codes[off + y * w + x - 1] : 0, U = y > 0 ? codes[off + (y - 1) * w + x] : 0;
+        const UL = x > 0 && y > 0 ? codes[off + (y - 1) * w + x - 1] : 0;
+        const lo = Math.min(L, U), hi = Math.max(L, U), pred = UL >= hi ? lo : UL <= lo ? hi : L + U - UL;
+        const zz = z[zoff + y * w + x], r = zz & 1 ? -((zz + 1) >> 1) : zz >> 1;
+        codes[off + y * w + x] = r + pred;
+      }
     }
     return codes;
   }
-  // Unit directions (row-major n×c, float64) of code planes [plane0, plane0 + c): each decoded row is
-  // renormalised, so Q = √k·U and K = √k·U' have exactly the length Eq. 3 gives them.
-  function directions(codes, plane0, c, n) {
+  // Unit directions (row-major n×c, float64) v̂ = STEP·codes·basisᵀ of the array whose planes start at
+  // plane0, summed as enlcn.study.explorer.unit_directions does; not renormalised (Q = √k·v̂).
+  function directions(codes, basis, plane0, c, n) {
     const u = new Float64Array(n * c);
     for (let j = 0; j < n; j++) {
-      let s = 0;
-      for (let a = 0; a < c; a++) { const v = codes[(plane0 + a) * n + j]; u[j * c + a] = v; s += v * v; }
-      const inv = 1 / Math.sqrt(s);
-      for (let a = 0; a < c; a++) u[j * c + a] *= inv;
+      for (let b = 0; b < c; b++) {
+        const coord = codes[(plane0 + b) * n + j] * STEP;
+        for (let a = 0; a < c; a++) u[j * c + a] += coord * basis[a * c + b];
+      }
     }
     return u;
   }
-  function floats(b64) { return Float64Array.from(new Float32Array(bytes(b64).buffer)); }
 
-  const packed = new Map();  // image|model → Promise of its undelta'd Int8 codes
+  const packed = new Map();  // image|model → Promise of its codes and bases
   function codesOf(image, model) {
     const key = image + "|" + model;
     if (!packed.has(key)) {
-      const [h, w] = D.images[image].shape;
-      packed.set(key, inflate(D.images[image].embeddings[model]).then((c) => undelta(c, h * w)));
+      const [h, w] = D.images[image].shape, entry = D.images[image].embeddings[model];
+      const P = 2 * D.models[model].length * D.models[model][0].c;
+      // one set per task (~0.2 s each under load), so that clicks are served between background decodes
+      packed.set(key, new Promise((done) => setTimeout(() => done({ codes: decodeCodes(entry, P, h, w), bases: floats(entry.bases) }), 0)));
     }
     return packed.get(key);
   }
@@ -63,9 +97,12 @@
   async function units(image, model, module) {
     const key = image + "|" + model + "|" + module;
     if (!unitCache.has(key)) {
-      const codes = await codesOf(image, model), [h, w] = D.images[image].shape;
-      const c = D.models[model][module].c, n = h * w;
-      unitCache.set(key, { uq: directions(codes, 2 * module * c, c, n), uk: directions(codes, (2 * module + 1) * c, c, n) });
+      const { codes, bases } = await codesOf(image, model), [h, w] = D.images[image].shape;
+      const c = D.models[model][module].c, n = h * w, basis = (j) => bases.subarray(j * c * c, (j + 1) * c * c);
+      unitCache.set(key, {
+        uq: directions(codes, basis(2 * module), 2 * module * c, c, n),
+        uk: directions(codes, basis(2 * module + 1), (2 * module + 1) * c, c, n),
+      });
     }
     return unitCache.get(key);
   }
@@ -494,7 +531,7 @@
   bOwn.addEventListener("click", () => { Object.assign(S, { k: null, m: null, seed: null, orthogonal: null }); refresh(); });
   fillModules();
   root.dataset.ready = "1";
-  // after the first maps, inflate every image's and model's codes in the background, so that choosing
-  // another one later costs no decompression
+  // after the first maps, decode every image's and model's codes in the background, so that choosing
+  // another one later costs no decoding
   refresh().then(() => Object.keys(D.images).forEach((im) => Object.keys(D.models).forEach((m) => codesOf(im, m))));
 })();
