@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 from procs import run
 
+from enlcn.study.explorer import coding_tolerances
+
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -324,29 +326,6 @@ def _close(a, b, rtol: float, floor: float = 0.0) -> float:
     assert worst <= rtol, f"max relative difference {worst:.3g} > {rtol:.3g}"
     assert np.all(np.abs(a - b)[~big] <= rtol * floor)
     return worst
-
-
-def coding_tolerances(k: float, c: int, projection: np.ndarray) -> tuple[float, float]:
-    """``(τ_exact, τ_estimate)``: every weight of the page's exact map and estimate lies within a factor
-    ``e^{±τ}`` of explore()'s on the float32 model, for this coding (enlcn.study.explorer).
-
-    The page's unit directions are ``v̂ = v + e`` with every coordinate of ``e`` within ``u = 2⁻¹¹`` (float16's
-    unit roundoff) in an orthonormal basis, so ``‖e‖ ≤ ε = √c·u``.
-
-    * Exact map: a logit ``k·v̂ᵢ·v̂ⱼ`` moves by at most ``B = k(2ε + ε²)`` (``logit_error_bound``); the
-      softmax's normaliser by at most ``B`` too, so each weight by a factor within ``e^{±2B}``: ``τ = 2B``.
-      (float16 storage of ``Q, K`` guarantees ``B = 2u·k``, i.e. ``ε = u``: this coding's worst case is
-      ``√c ≈ 3.5`` times float16's; measured, about twice.)
-    * Estimate (Eqs. 4–6): the exponent ``a_r = √k·f_r·v̂ − k‖v̂‖²/2`` of φ moves by at most
-      ``A = √k·max‖f_r‖·ε + k(ε + ε²/2)``, so every ``φ_r`` by ``e^{±A}``, a numerator ``φ(Qᵢ)ᵀφ(Kⱼ)`` by
-      ``e^{±2A}`` and a weight (numerator over their sum) by ``e^{±4A}``: ``τ = 4A``.
-
-    explore()'s own float32 rounding (~1e-6 relative) is far inside both."""
-    from enlcn.study.explorer import U, logit_error_bound
-
-    eps = np.sqrt(c) * U
-    f_max = float(np.linalg.norm(projection, axis=1).max())
-    return 2 * logit_error_bound(k, c), 4 * (np.sqrt(k) * f_max * eps + k * (eps + eps**2 / 2))
 
 
 def _number_tolerance(key: str, value: float, tau: dict[str, float]) -> float:

@@ -126,7 +126,7 @@ def test_live_explorer_data_from_models(tmp_path, monkeypatch, model, lr):
     np.testing.assert_array_equal(stored, labels)
     # the page's maps (live_maps: from the decoded codes) against explore() on the model, within the coding's
     # bound (tests/test_browser.py coding_tolerances: every weight within a factor e^{±τ})
-    from test_browser import coding_tolerances
+    from enlcn.study.explorer import coding_tolerances
 
     for module in range(n_modules):
         projection = explorer.module_projection(data, label, module)
