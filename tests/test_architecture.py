@@ -82,10 +82,17 @@ def test_the_cycle_finder_finds_a_deferred_circle(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "package", ["enlcn.attention", "enlcn.bench", "enlcn.study", "enlcn.data", "enlcn.models"]
+    "package",
+    ["enlcn.attention", "enlcn.bench", "enlcn.study", "enlcn.study.gpu", "enlcn.data", "enlcn.models"],
 )
 def test_no_import_circle_inside_a_subpackage(package):
     assert find_cycle(import_graph(package)) is None
+
+
+def test_no_gpu_study_module_is_over_400_lines():
+    """``enlcn.study.gpu`` is one module per concern (setting, bundle, training, …), none a hub again."""
+    sizes = {p.name: len(p.read_text().splitlines()) for p in (PACKAGE / "study" / "gpu").glob("*.py")}
+    assert "setting.py" in sizes and max(sizes.values()) <= 400, sizes
 
 
 def test_native_is_a_leaf():

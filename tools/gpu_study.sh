@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one-shot GPU study (book/protocol.md, "Pre-registered: the one-shot GPU setting"; enlcn/study/gpu.py).
+# The one-shot GPU study (book/protocol.md, "Pre-registered: the one-shot GPU setting"; enlcn/study/gpu/).
 # Run from the repository root on the lent GPU with the device image's Python (no installs):
 #   tools/gpu_study.sh [--device cuda|cpu] [--budget-s 480] [--out DIR (default $OUT)] [--workers P]
 # It calibrates, fixes the step count S by the Protocol's formula, trains the chosen tiers concurrently,
