@@ -28,12 +28,13 @@ run draws the same random numbers (ENLCA redraws, NLSA hashing) whichever runs s
 is a pure function of seed and step (:class:`enlcn.train.PatchBatches`). A training step makes no host
 synchronisation of its own (losses are summed on the device and read at each validation).
 
-**Not fixed by the Protocol, chosen here** (to be confirmed in a dated Protocol note before a GPU run):
-the contrastive loss's warm-up. The official variant switches it on after 101 of 1000 epochs; a run of
-*S* steps here switches it on after the same fraction, ``⌈0.101·S⌉`` steps (:func:`warmup_steps`).
+**Not fixed by the Protocol's first text, chosen here and recorded in its dated note of 2026-12-06, before
+any GPU run:** the contrastive loss's warm-up. The official variant switches it on after 101 of 1000
+epochs; a run of *S* steps here switches it on after the same fraction, ``⌈0.101·S⌉`` steps
+(:func:`warmup_steps`).
 
 ``ENLCN_GPU_STUDY_TINY=1`` (**tests only**) shrinks the model, data and constants
-(:meth:`Setting.tiny`) so that the whole command runs on a CPU in a few minutes.
+(:meth:`Setting.tiny_setting`) so that the whole command runs on a CPU in a few minutes.
 
 One module per concern; each imports only modules listed before it (``setting`` and ``bundle`` import none
 of them):

@@ -27,7 +27,7 @@ TIERS: dict[int, tuple[Run, ...]] = {
 }
 #: the official variant's warm-up: the contrastive loss is on after 101 of 1000 epochs
 WARMUP_FRACTION = 0.101
-#: ``ENLCN_GPU_STUDY_TINY=1``: the test-only setting (:meth:`Setting.tiny`)
+#: ``ENLCN_GPU_STUDY_TINY=1``: the test-only setting (:meth:`Setting.tiny_setting`)
 TINY_ENV = "ENLCN_GPU_STUDY_TINY"
 
 
