@@ -99,7 +99,9 @@ $(STAMP):
 	@test -x $(PY) || { echo ">> creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
 	@v=$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])'); [ "$$v" = "$(LOCK_PYTHON)" ] || \
 	  echo ">> WARNING: Python $$v, but $(LOCK) is for Python $(LOCK_PYTHON) (PYTHON=python$(LOCK_PYTHON))" >&2
-	@echo ">> installing exactly $(LOCK) (hash-checked, no dependency resolution)"
+	@echo ">> installing the lock's pip, then exactly $(LOCK) with it (hash-checked, no dependency resolution)"
+	@awk '/^pip==/ {on = 1} on {print} on && !/\\$$/ {exit}' $(LOCK) > $(VENV)/lock-pip.txt
+	$(PIP) install --require-hashes --no-deps -r $(VENV)/lock-pip.txt
 	$(PIP) install --require-hashes --no-deps -r $(LOCK)
 	@echo ">> installing torch==$(TORCH_VERSION) (not in the lock: explicit pin, never a bare torch)"
 	$(PIP) install $(TORCH_INDEX_OPT) "torch==$(TORCH_VERSION)"
