@@ -68,8 +68,9 @@ help:
 # dependencies and its book and dev extras (and pip itself) to one version with its sha256 hashes, for Linux
 # x86-64 and Python $(LOCK_PYTHON). `make venv` installs exactly that, hash-checked and without resolving
 # (--require-hashes --no-deps), then torch==$(TORCH_VERSION), then the project without dependencies, and
-# `pip check`s the result; $(VENV)/enlcn-lock.sha256 records which lock it installed. pyproject.toml keeps
-# its ranges for people who install enlcn into an environment of their own.
+# `pip check`s the result; $(VENV)/enlcn-lock.txt keeps a copy of the lock it installed (tests compare the
+# environment with the lock where it exists). pyproject.toml keeps its ranges for people who install enlcn
+# into an environment of their own.
 # torch is NOT in the lock (nor nvidia-*/triton): the Makefile pins it itself, the CPU wheel here and a CUDA
 # build for GPU users; its pure-Python dependencies are locked (as its CPU build declares them).
 #
@@ -89,6 +90,8 @@ LOCK_PLATFORM := x86_64-manylinux_2_28
 LOCK_TORCH    := $(shell sed -n 's/^torch==\([^ ]*\).*/\1/p' requirements/lock.in)
 UV_VERSION    ?= 0.13.9
 UV            := $(VENV)/uv-$(UV_VERSION)/bin/uv
+# the names the lock file $(1) pins, sorted
+lock_names     = sed -n 's/^\([A-Za-z0-9][A-Za-z0-9._-]*\)==.*/\1/p' $(1) | LC_ALL=C sort
 ifndef LOCK_DATE
 LOCK_DATE := $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 endif
@@ -103,6 +106,11 @@ $(STAMP):
 	@awk '/^pip==/ {on = 1} on {print} on && !/\\$$/ {exit}' $(LOCK) > $(VENV)/lock-pip.txt
 	$(PIP) install --require-hashes --no-deps -r $(VENV)/lock-pip.txt
 	$(PIP) install --require-hashes --no-deps -r $(LOCK)
+	@# a package the previously installed lock had and this one drops goes too (as after a `make lock`)
+	@if [ -f $(VENV)/enlcn-lock.txt ]; then \
+	  gone=$$(comm -23 <($(call lock_names,$(VENV)/enlcn-lock.txt)) <($(call lock_names,$(LOCK)))); \
+	  if [ -n "$$gone" ]; then echo ">> removing what the lock no longer has:" $$gone; \
+	    $(PIP) uninstall --yes $$gone; fi; fi
 	@echo ">> installing torch==$(TORCH_VERSION) (not in the lock: explicit pin, never a bare torch)"
 	$(PIP) install $(TORCH_INDEX_OPT) "torch==$(TORCH_VERSION)"
 	@echo ">> installing the project (editable; its dependencies are the lock's)"
@@ -112,7 +120,7 @@ $(STAMP):
 	@rm -f $(VENV)/.stamp-*
 	@printf 'TORCH_VERSION ?= %s\nTORCH_INDEX_URL ?= %s\n' "$(TORCH_VERSION)" "$(TORCH_INDEX_URL)" \
 	  > $(VENV)/torch-pin.mk
-	@sha256sum $(LOCK) | cut -d' ' -f1 > $(VENV)/enlcn-lock.sha256
+	@cp $(LOCK) $(VENV)/enlcn-lock.txt
 	@touch $@
 
 $(UV):
