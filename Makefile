@@ -132,8 +132,8 @@ lock: $(UV)
 	  --config-file requirements/uv.toml --python-version $(LOCK_PYTHON) --python-platform $(LOCK_PLATFORM) \
 	  --generate-hashes --no-emit-package torch --exclude-newer $(LOCK_DATE) --upgrade --quiet \
 	  --custom-compile-command "make lock LOCK_DATE=$(LOCK_DATE)" -o $(LOCK_OUT).uv
-	@{ echo "# enlcn's locked environment: \`make venv\` installs exactly this (pip install --require-hashes"; \
-	   echo "# --no-deps), then torch==$(LOCK_TORCH) (not locked), then enlcn. Made by \`make lock\` (see the Makefile)."; \
+	@{ echo "# enlcn's locked environment, made by \`make lock\` (see the Makefile). \`make venv\` installs"; \
+	   echo "# exactly this (--require-hashes --no-deps), then torch==$(LOCK_TORCH) (not locked), then enlcn."; \
 	   echo "# lock-python: $(LOCK_PYTHON)"; \
 	   echo "# lock-platform: $(LOCK_PLATFORM)"; \
 	   echo "# lock-torch: $(LOCK_TORCH)"; \
