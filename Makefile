@@ -35,15 +35,15 @@ PIP := $(PY) -m pip --disable-pip-version-check
 KERNEL_NAME := enlcn
 KERNEL := $(VENV)/share/jupyter/kernels/$(KERNEL_NAME)/kernel.json
 
-# The install stamp is named after what the install depends on: pyproject.toml's content and the torch
-# pin. Editing either gives a new name, hence a reinstall; touching a file (or a fresh clone's mtimes) doesn't.
-INSTALL_KEY := $(shell { cat pyproject.toml; echo "torch=$(TORCH_VERSION) index=$(TORCH_INDEX_URL)"; } \
-                 | sha256sum | cut -c1-16)
+# The install stamp is named after what the install depends on: pyproject.toml's content, the lock's and the
+# torch pin. Editing any gives a new name, hence a reinstall; touching a file (or a fresh clone's mtimes) doesn't.
+INSTALL_KEY := $(shell { cat pyproject.toml requirements/lock.txt; \
+                         echo "torch=$(TORCH_VERSION) index=$(TORCH_INDEX_URL)"; } | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.stamp-$(INSTALL_KEY)
 
 TORCH_INDEX_OPT := $(if $(strip $(TORCH_INDEX_URL)),--index-url $(TORCH_INDEX_URL),)
 
-.PHONY: help venv test test-slow test-isa test-paper-smoke study lint book book-html results native gpu-check clean distclean
+.PHONY: help venv lock test test-slow test-isa test-paper-smoke study lint book book-html results native gpu-check clean distclean
 
 help:
 	@echo "make book       run notebooks (papermill, PROFILE=$(PROFILE); NOTEBOOKS='a b' for a subset) and build"
@@ -56,6 +56,7 @@ help:
 	@echo "make test-browser  every page of the built book in headless chromium, offline (apt-get install chromium)"
 	@echo "make lint       ruff check"
 	@echo "make venv       create/update $(VENV) (TORCH_VERSION=$(TORCH_VERSION) TORCH_INDEX_URL=$(TORCH_INDEX_URL))"
+	@echo "make lock       re-resolve $(LOCK) (newest releases; LOCK_DATE=... reproduces a lock): commit it alone"
 	@echo "make book-html  build the book from the notebooks the last make book executed (no papermill)"
 	@echo "make results    recompute every committed result and check it against the committed numbers"
 	@echo "                (kept when reproduced within enlcn.results' tolerance; rewritten when changed)"
@@ -66,20 +67,84 @@ help:
 	@echo "make distclean  clean, and remove $(VENV) too"
 
 # ---------------------------------------------------------------------------------------------- install
+# The environment is LOCKED. requirements/lock.txt pins every package of pyproject.toml's runtime
+# dependencies and its book and dev extras (and pip itself) to one version with its sha256 hashes, for Linux
+# x86-64 and Python $(LOCK_PYTHON). `make venv` installs exactly that, hash-checked and without resolving
+# (--require-hashes --no-deps), then torch==$(TORCH_VERSION), then the project without dependencies, and
+# `pip check`s the result; $(VENV)/enlcn-lock.txt keeps a copy of the lock it installed (tests compare the
+# environment with the lock where it exists). pyproject.toml keeps its ranges for people who install enlcn
+# into an environment of their own.
+# torch is NOT in the lock (nor nvidia-*/triton): the Makefile pins it itself, the CPU wheel here and a CUDA
+# build for GPU users; its pure-Python dependencies are locked (as its CPU build declares them).
+#
+# `make lock` re-resolves the lock to the newest releases: a deliberate refresh, committed on its own and
+# tested (make test, make book). It ignores releases after LOCK_DATE (default: now) and writes the date into
+# the lock's header, so `make lock LOCK_DATE=<that date>` reproduces the committed lock later.
+# It uses uv's `pip compile` rather than pip-tools' pip-compile: uv resolves for a stated target
+# (--python-version, --python-platform) instead of whatever interpreter and pip configuration run it, takes
+# torch's CPU-build dependencies from requirements/uv.toml (so no CUDA package enters the lock), filters by
+# upload date (--exclude-newer), and resolves the ~170 packages in seconds. uv is pinned (UV_VERSION) and
+# installed by `make lock` into $(VENV)/uv-$(UV_VERSION), outside the locked environment; `make venv` needs
+# only pip.
+LOCK          := requirements/lock.txt
+LOCK_OUT      ?= $(LOCK)
+LOCK_PYTHON   := 3.11
+LOCK_PLATFORM := x86_64-manylinux_2_28
+LOCK_TORCH    := $(shell sed -n 's/^torch==\([^ ]*\).*/\1/p' requirements/lock.in)
+UV_VERSION    ?= 0.13.9
+UV            := $(VENV)/uv-$(UV_VERSION)/bin/uv
+# the names the lock file $(1) pins, sorted
+lock_names     = sed -n 's/^\([A-Za-z0-9][A-Za-z0-9._-]*\)==.*/\1/p' $(1) | LC_ALL=C sort
+ifndef LOCK_DATE
+LOCK_DATE := $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+endif
+
 venv: $(STAMP)
 
 $(STAMP):
 	@test -x $(PY) || { echo ">> creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
-	$(PIP) install --upgrade pip
-	@echo ">> installing torch==$(TORCH_VERSION) first (explicit pin: never let pip resolve a bare torch)"
+	@v=$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])'); [ "$$v" = "$(LOCK_PYTHON)" ] || \
+	  echo ">> WARNING: Python $$v, but $(LOCK) is for Python $(LOCK_PYTHON) (PYTHON=python$(LOCK_PYTHON))" >&2
+	@echo ">> installing the lock's pip, then exactly $(LOCK) with it (hash-checked, no dependency resolution)"
+	@awk '/^pip==/ {on = 1} on {print} on && !/\\$$/ {exit}' $(LOCK) > $(VENV)/lock-pip.txt
+	$(PIP) install --require-hashes --no-deps -r $(VENV)/lock-pip.txt
+	$(PIP) install --require-hashes --no-deps -r $(LOCK)
+	@# a package the previously installed lock had and this one drops goes too (as after a `make lock`)
+	@if [ -f $(VENV)/enlcn-lock.txt ]; then \
+	  gone=$$(comm -23 <($(call lock_names,$(VENV)/enlcn-lock.txt)) <($(call lock_names,$(LOCK)))); \
+	  if [ -n "$$gone" ]; then echo ">> removing what the lock no longer has:" $$gone; \
+	    $(PIP) uninstall --yes $$gone; fi; fi
+	@echo ">> installing torch==$(TORCH_VERSION) (not in the lock: explicit pin, never a bare torch)"
 	$(PIP) install $(TORCH_INDEX_OPT) "torch==$(TORCH_VERSION)"
-	@echo ">> installing the project (editable) with the book and dev extras"
-	$(PIP) install -e '.[book,dev]' "torch==$(TORCH_VERSION)"
+	@echo ">> installing the project (editable; its dependencies are the lock's)"
+	$(PIP) install --no-deps --no-build-isolation -e .
+	$(PIP) check
 	$(PY) -c "import torch; print('>> torch', torch.__version__, '| cuda available:', torch.cuda.is_available())"
 	@rm -f $(VENV)/.stamp-*
 	@printf 'TORCH_VERSION ?= %s\nTORCH_INDEX_URL ?= %s\n' "$(TORCH_VERSION)" "$(TORCH_INDEX_URL)" \
 	  > $(VENV)/torch-pin.mk
+	@cp $(LOCK) $(VENV)/enlcn-lock.txt
 	@touch $@
+
+$(UV):
+	@test -x $(PY) || { echo ">> creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
+	$(PIP) install --quiet --target $(VENV)/uv-$(UV_VERSION) "uv==$(UV_VERSION)"
+
+lock: $(UV)
+	$(UV) pip compile pyproject.toml requirements/lock.in --extra book --extra dev \
+	  --config-file requirements/uv.toml --python-version $(LOCK_PYTHON) --python-platform $(LOCK_PLATFORM) \
+	  --generate-hashes --no-emit-package torch --exclude-newer $(LOCK_DATE) --upgrade --quiet \
+	  --custom-compile-command "make lock LOCK_DATE=$(LOCK_DATE)" -o $(LOCK_OUT).uv
+	@{ echo "# enlcn's locked environment, made by \`make lock\` (see the Makefile). \`make venv\` installs"; \
+	   echo "# exactly this (--require-hashes --no-deps), then torch==$(LOCK_TORCH) (not locked), then enlcn."; \
+	   echo "# lock-python: $(LOCK_PYTHON)"; \
+	   echo "# lock-platform: $(LOCK_PLATFORM)"; \
+	   echo "# lock-torch: $(LOCK_TORCH)"; \
+	   echo "# lock-date: $(LOCK_DATE)"; \
+	   cat $(LOCK_OUT).uv; } > $(LOCK_OUT).tmp
+	@rm -f $(LOCK_OUT).uv && mv $(LOCK_OUT).tmp $(LOCK_OUT)
+	@echo ">> $(LOCK_OUT): $$(grep -c '^[a-z0-9]' $(LOCK_OUT)) packages, releases up to $(LOCK_DATE)." \
+	  "A refresh is a commit of its own: make test (and make book) on it first."
 
 # Jupyter kernel used by papermill, registered inside the venv so `-k enlcn` runs the venv's Python.
 $(KERNEL): $(STAMP)

@@ -6,10 +6,16 @@ shown under the results and saved beside every result file (:func:`write_json_at
 
 from __future__ import annotations
 
+import copy
+import functools
+import hashlib
+import importlib.metadata
 import json
 import os
 import platform
+import re
 import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -133,6 +139,144 @@ def versions() -> dict[str, str]:
     }
 
 
+#: the committed lock of the environment: ``make lock`` writes it, ``make venv`` installs exactly it
+LOCK = REPO / "requirements" / "lock.txt"
+#: installed but never locked: the project itself, and torch (the Makefile pins it; compared with the lock's
+#: ``lock-torch`` header instead)
+UNLOCKED = frozenset({"enlcn", "torch"})
+#: at most this many differences are listed in a record (then a count of the rest)
+MAX_DIFFERENCES = 12
+
+
+def normalize_name(name: str) -> str:
+    """A distribution name as PEP 503 compares them (``Jinja2`` = ``jinja2``, ``typing_extensions`` =
+    ``typing-extensions``)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@dataclass(frozen=True)
+class Lock:
+    """A lock file: ``pins`` (normalised name → version), its ``# lock-KEY: value`` header lines
+    (``python``, ``platform``, ``torch``, ``date``) and the sha256 of its bytes."""
+
+    pins: dict[str, str]
+    header: dict[str, str]
+    sha256: str
+
+
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)")
+_HEADER = re.compile(r"^# lock-([a-z]+): (\S+)")
+
+
+def read_lock(path: str | os.PathLike = LOCK) -> Lock:
+    """Read the lock at ``path`` (the format ``make lock`` writes)."""
+    data = Path(path).read_bytes()
+    pins, header = {}, {}
+    for line in data.decode("utf-8").splitlines():
+        if m := _PIN.match(line):
+            pins[normalize_name(m.group(1))] = m.group(2)
+        elif m := _HEADER.match(line):
+            header[m.group(1)] = m.group(2)
+    return Lock(pins=pins, header=header, sha256=hashlib.sha256(data).hexdigest())
+
+
+def installed_distributions() -> dict[str, str]:
+    """Normalised name → version of every distribution this interpreter imports (the first of each name on
+    ``sys.path``, as the import system finds them)."""
+    found: dict[str, str] = {}
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            found.setdefault(normalize_name(name), dist.version)
+    return found
+
+
+def _same_version(a: str, b: str) -> bool:
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return Version(a) == Version(b)
+    except InvalidVersion:
+        return a == b
+
+
+def lock_differences(lock: Lock, installed: dict[str, str], python: str) -> list[str]:
+    """How an environment (``installed``: name → version, as :func:`installed_distributions`; ``python``:
+    its version) differs from ``lock``, one line each; ``[]`` when it is exactly the lock. torch is compared
+    by its public version with the lock's ``lock-torch`` (``2.13.0+cpu`` is 2.13.0), the project itself not
+    at all; a package the lock does not list is a difference too (a CUDA build's nvidia-* libraries)."""
+    from packaging.version import InvalidVersion, Version
+
+    out = []
+    want_python = lock.header.get("python")
+    if want_python and ".".join(python.split(".")[:2]) != want_python:
+        out.append(f"python {python} (lock: {want_python})")
+    want_torch, torch = lock.header.get("torch"), installed.get("torch")
+    if want_torch:
+        if torch is None:
+            out.append(f"torch not installed (lock: {want_torch})")
+        else:
+            try:
+                public = Version(torch).public
+            except InvalidVersion:
+                public = torch
+            if not _same_version(public, want_torch):
+                out.append(f"torch {torch} (lock: {want_torch})")
+    for name, version in sorted(lock.pins.items()):
+        have = installed.get(name)
+        if have is None:
+            out.append(f"{name} not installed (lock: {version})")
+        elif not _same_version(have, version):
+            out.append(f"{name} {have} (lock: {version})")
+    for name in sorted(set(installed) - set(lock.pins) - UNLOCKED):
+        out.append(f"{name} {installed[name]} (not in the lock)")
+    return out
+
+
+def environment_record(path: str | os.PathLike = LOCK) -> dict[str, Any]:
+    """Whether the running environment is the lock at ``path``: the lock (relative to the repository),
+    its sha256, ``matches_lock`` and the differences (at most :data:`MAX_DIFFERENCES`, then a count)."""
+    path = Path(path)
+    try:
+        lock = read_lock(path)
+    except OSError:
+        return {
+            "lock": None,
+            "lock_sha256": None,
+            "matches_lock": False,
+            "lock_differences": ["no lock file: enlcn is not imported from its repository"],
+        }
+    diffs = lock_differences(lock, installed_distributions(), platform.python_version())
+    if len(diffs) > MAX_DIFFERENCES:
+        diffs = diffs[:MAX_DIFFERENCES] + [f"... and {len(diffs) - MAX_DIFFERENCES} more"]
+    try:
+        shown = path.resolve().relative_to(REPO).as_posix()
+    except ValueError:
+        shown = path.name
+    return {"lock": shown, "lock_sha256": lock.sha256, "matches_lock": not diffs, "lock_differences": diffs}
+
+
+@functools.lru_cache(maxsize=1)
+def _environment() -> dict[str, Any]:
+    record = environment_record()
+    if not record["matches_lock"]:
+        diffs = record["lock_differences"]
+        shown = "; ".join(diffs[:3]) + ("; ..." if len(diffs) > 3 else "")
+        sys.stderr.write(
+            f"enlcn: this environment is not the locked one ({record['lock'] or 'requirements/lock.txt'}, "
+            f"which `make venv` installs): {shown}. Provenance records say so (environment.matches_lock = "
+            "False); results may differ from the book's.\n"
+        )
+    return record
+
+
+def environment() -> dict[str, Any]:
+    """The lock's hash and whether this environment matches it (:func:`environment_record`), computed once
+    per process; a mismatch (another torch build, a user's own environment) is stated once on stderr,
+    never an error."""
+    return copy.deepcopy(_environment())
+
+
 @dataclass
 class Provenance:
     """Where a result came from. ``wall_time_s`` is filled by :meth:`finish`.
@@ -149,6 +293,8 @@ class Provenance:
     # with a -dirty commit: the code files that differed from it (so a reader knows what was not committed)
     uncommitted: list[str] = field(default_factory=uncommitted_files)
     versions: dict[str, str] = field(default_factory=versions)
+    # the lock's sha256 and whether this environment is exactly the lock (matches_lock, lock_differences)
+    environment: dict[str, Any] = field(default_factory=environment)
     hardware: dict[str, Any] = field(default_factory=hardware)
     started: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     wall_time_s: float | None = None

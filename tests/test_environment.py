@@ -1,4 +1,5 @@
-"""The install paths agree: environment.yml vs pyproject.toml, the Makefile's torch pin, and CI."""
+"""The install paths agree: environment.yml vs pyproject.toml and the lock, the Makefile's torch pin, and
+CI. (The lock itself: tests/test_lock.py.)"""
 
 from __future__ import annotations
 
@@ -105,6 +106,36 @@ def test_environment_yml_python_satisfies_requires_python():
     assert version in requires, f"environment.yml python {version} not in requires-python {requires}"
 
 
+def lock_versions() -> dict[str, str]:
+    """normalised name -> version, from requirements/lock.txt's pins."""
+    text = (ROOT / "requirements" / "lock.txt").read_text(encoding="utf-8")
+    return {norm(m.group(1)): m.group(2) for m in re.finditer(r"^([A-Za-z0-9][\w.-]*)==(\S+)", text, re.M)}
+
+
+def test_environment_yml_is_the_loose_alternative_and_admits_the_locked_versions():
+    """environment.yml keeps ranges (marked as the loose alternative to the lock); the locked environment
+    is one it allows: every locked version of a package it lists, the lock's torch and its Python."""
+    text = (ROOT / "environment.yml").read_text(encoding="utf-8")
+    header = text[: text.index("name:")]
+    assert "LOOSE" in header and "requirements/lock.txt" in header, "say that the lock is the exact install"
+    locked = lock_versions()
+    lock_header = dict(
+        re.findall(r"^# lock-([a-z]+): (\S+)$", (ROOT / "requirements" / "lock.txt").read_text(), re.M)
+    )
+    locked["torch"] = lock_header["torch"]
+    outside = []
+    for name, spec in sorted(conda_requirements().items()):
+        if name in CONDA_ONLY:
+            continue
+        assert name in locked, f"{name} is in environment.yml but not in requirements/lock.txt"
+        if locked[name] not in SpecifierSet(spec):
+            outside.append(f"{name} {locked[name]} not in {spec!r}")
+    assert not outside, "locked versions outside environment.yml's ranges:\n  " + "\n  ".join(outside)
+    env = yaml.safe_load(text)
+    pythons = [d for d in env["dependencies"] if isinstance(d, str) and re.match(r"python\b(?!-)", d)]
+    assert pythons == [f"python={lock_header['python']}"], pythons
+
+
 def _recipe_lines(makefile: str) -> list[str]:
     return [ln.strip() for ln in makefile.splitlines() if ln.startswith("\t")]
 
@@ -123,8 +154,9 @@ def test_makefile_installs_torch_explicitly_before_the_project():
     assert torch_idx, "the Makefile never runs `pip install torch==$(TORCH_VERSION)` on its own"
     assert project_idx, "the Makefile never installs the project (`pip install -e .[...]`)"
     assert torch_idx[0] < project_idx[0], "torch must be installed before the project"
-    # the project install itself keeps the pin, so pip cannot swap torch for a newer (CUDA) build
-    assert all("torch==$(TORCH_VERSION)" in lines[i] for i in project_idx)
+    # the project install cannot swap torch for a newer (CUDA) build: it resolves nothing (--no-deps: its
+    # dependencies come from the lock) or keeps the pin
+    assert all("--no-deps" in lines[i] or "torch==$(TORCH_VERSION)" in lines[i] for i in project_idx)
 
 
 def test_ci_runs_make_test():
