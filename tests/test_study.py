@@ -61,6 +61,8 @@ def test_quick_study_trains_writes_provenance_and_is_not_retrained(tmp_path):
     assert 0 < summary["sessions"][0]["cpu_time_s"] and summary["sessions"][0]["threads"] >= 1
     assert summary["sessions"][0]["allocator"] in ("default", allocator_state())
     assert {"torch", "python"} <= set(summary["versions"]) and "cpu" in summary["hardware"]
+    assert isinstance(summary["environment"]["matches_lock"], bool)  # and the lock's hash beside it
+    assert len(summary["environment"]["lock_sha256"]) == 64
     assert (res / "weights.pt").exists()  # keep_weights
     assert (study.result_dir("quick", study.BASE, tmp_path) / "weights.pt").exists()  # every run keeps them
     scores = pd.read_csv(res / "scores.csv")

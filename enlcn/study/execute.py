@@ -12,7 +12,15 @@ import pandas as pd
 import torch
 
 from ..models.checkpoints import read_checkpoint
-from ..provenance import REPO, git_commit, hardware, versions, write_csv_atomic, write_json_atomic
+from ..provenance import (
+    REPO,
+    environment,
+    git_commit,
+    hardware,
+    versions,
+    write_csv_atomic,
+    write_json_atomic,
+)
 from ..train import TrainConfig, Trainer
 from .data import study_data, study_masks
 from .files import final_weights, is_done, load_scores, load_summary, result_dir, run_dir
@@ -129,6 +137,7 @@ def write_results(
         "sessions": sessions,
         "wall_time_s": round(sum(s["wall_time_s"] for s in sessions), 1),
         "versions": versions(),
+        "environment": environment(),  # the lock's hash and whether this environment matched it
         "hardware": hardware(),
         "threads": torch.get_num_threads(),
     }
