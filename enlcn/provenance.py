@@ -181,10 +181,15 @@ def read_lock(path: str | os.PathLike = LOCK) -> Lock:
 
 
 def installed_distributions() -> dict[str, str]:
-    """Normalised name → version of every distribution this interpreter imports (the first of each name on
-    ``sys.path``, as the import system finds them)."""
+    """Normalised name → version of every distribution installed in this interpreter's environment (its
+    site-packages folders, the first of each name). Only those folders: ``setuptools`` puts its vendored
+    copies (``setuptools/_vendor``: autocommand, jaraco.*, …) on ``sys.path`` once imported — as
+    ``torch.utils.cpp_extension`` does when a native kernel loads — and they are not installed packages."""
+    import sysconfig
+
+    folders = list(dict.fromkeys(sysconfig.get_paths()[k] for k in ("purelib", "platlib")))
     found: dict[str, str] = {}
-    for dist in importlib.metadata.distributions():
+    for dist in importlib.metadata.distributions(path=folders):
         name = dist.metadata["Name"]
         if name:
             found.setdefault(normalize_name(name), dist.version)

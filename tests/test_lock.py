@@ -217,3 +217,21 @@ def test_make_lock_reproduces_the_committed_lock(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert out.read_text(encoding="utf-8") == LOCK.read_text(encoding="utf-8")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lock.txt"], "make lock left temporary files"
+
+
+def test_vendored_copies_on_sys_path_are_not_installed_packages():
+    """Loading a native kernel imports setuptools, which puts its vendored packages on ``sys.path``; the
+    environment check must not count them (it reported ``autocommand 2.2.2 (not in the lock)`` before)."""
+    import importlib.metadata
+    import sys
+
+    import setuptools  # noqa: F401 - what torch.utils.cpp_extension imports
+
+    from enlcn.provenance import LOCK, installed_distributions, normalize_name, read_lock
+
+    vendored = [p for p in sys.path if p.endswith("_vendor")]
+    names = {normalize_name(d.metadata["Name"]) for d in importlib.metadata.distributions(path=vendored)}
+    only_vendored = names - set(read_lock(LOCK).pins)  # e.g. autocommand, jaraco-context
+    if not only_vendored:
+        pytest.skip("this setuptools vendors nothing outside the lock")
+    assert not only_vendored & set(installed_distributions())
