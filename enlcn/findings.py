@@ -320,6 +320,27 @@ def absolute_rows(profile: str, root: Path = REPO) -> list[dict[str, str]]:
 PSNR_SETS = ("photos", "selfsim", "selfsim_motifs")
 
 
+def _interval_row(
+    claim: str, setting: str, test_set: str, c: dict, paper: tuple, verdict: str, source: str
+) -> dict[str, object]:
+    """One interval row of the forest: a claim's paired Δ in ``setting`` on ``test_set`` (``c``:
+    :func:`enlcn.study.stats.claim_row`), the paper's ``(Δ, where)`` beside it."""
+    return {
+        "claim": claim,
+        "setting": setting,
+        "test set": test_set,
+        "Δ": c["Δ"],
+        "low": c["low"],
+        "high": c["high"],
+        "interval": f"95 % t-interval, {c['seeds']} paired seeds",
+        "MDE": c["MDE"],
+        "paper Δ": paper[0],
+        "paper": paper[1],
+        "verdict": verdict,
+        "source": source,
+    }
+
+
 def _pilot_intervals(profile: str, root: Path) -> list[dict[str, object]]:
     """NLA − EDSR per pilot setting and test set, paired by seed (the forest's interval rows)."""
     from .study import pilot, stats
@@ -335,22 +356,8 @@ def _pilot_intervals(profile: str, root: Path) -> list[dict[str, object]]:
             c = stats.claim_row(means, "nla", "base", test_set)
             if not c["seeds"]:
                 continue
-            rows.append(
-                {
-                    "claim": "exact non-local attention beats EDSR",
-                    "setting": setting,
-                    "test set": test_set,
-                    "Δ": c["Δ"],
-                    "low": c["low"],
-                    "high": c["high"],
-                    "interval": f"95 % t-interval, {c['seeds']} paired seeds",
-                    "MDE": c["MDE"],
-                    "paper Δ": gain,
-                    "paper": where,
-                    "verdict": c["verdict"],
-                    "source": f"results/{setting}/study (pilot)",
-                }
-            )
+            claim, source = POSITIVE_CONTROL[0], f"results/{setting}/study (pilot)"
+            rows.append(_interval_row(claim, setting, test_set, c, (gain, where), c["verdict"], source))
     return rows
 
 
@@ -380,22 +387,9 @@ def _gpu_intervals(root: Path) -> list[dict[str, object]]:
             c = stats.claim_row(means, arm, ref, test_set)
             if not c["seeds"]:
                 continue
-            rows.append(
-                {
-                    "claim": claim,
-                    "setting": setting,
-                    "test set": test_set,
-                    "Δ": c["Δ"],
-                    "low": c["low"],
-                    "high": c["high"],
-                    "interval": f"95 % t-interval, {c['seeds']} paired seeds",
-                    "MDE": c["MDE"],
-                    "paper Δ": gain,
-                    "paper": where,
-                    "verdict": c["verdict"] if counts else f"exploratory: {c['verdict']}",
-                    "source": f"results/{gpu.PROFILE}/study/{gpu.STUDY_FILE}",
-                }
-            )
+            verdict = c["verdict"] if counts else f"exploratory: {c['verdict']}"
+            source = f"results/{gpu.PROFILE}/study/{gpu.STUDY_FILE}"
+            rows.append(_interval_row(claim, setting, test_set, c, (gain, where), verdict, source))
     return rows
 
 

@@ -38,13 +38,10 @@ def half_state(model: Any) -> dict[str, Any]:
     }
 
 
-def stage_run(state: RunState, staging: Path, scores: pd.DataFrame | None, steps: int) -> None:
-    """Write the run's record (``record.json``), scores and float16 weights under ``staging/<run>/``."""
-    from ...provenance import write_csv_atomic, write_json_atomic
-    from ...train import save_atomic
-
-    folder = staging / state.run.name
-    record = {
+def run_record(state: RunState, steps: int, config: dict | None) -> dict:
+    """What ``record.json`` says of a run: its name, tier, label, seed, target and reached step, seconds,
+    error, validation curve and training config (``None`` for a run that failed before it had one)."""
+    return {
         "run": state.run.name,
         "tier": state.tier,
         "label": state.run.label,
@@ -54,8 +51,17 @@ def stage_run(state: RunState, staging: Path, scores: pd.DataFrame | None, steps
         "seconds": round(state.seconds, 2),
         "error": state.error,
         "curve": state.curve,
-        "config": json.loads(json.dumps(asdict(state.trainer.config))),
+        "config": config,
     }
+
+
+def stage_run(state: RunState, staging: Path, scores: pd.DataFrame | None, steps: int) -> None:
+    """Write the run's record (``record.json``), scores and float16 weights under ``staging/<run>/``."""
+    from ...provenance import write_csv_atomic, write_json_atomic
+    from ...train import save_atomic
+
+    folder = staging / state.run.name
+    record = run_record(state, steps, json.loads(json.dumps(asdict(state.trainer.config))))
     if scores is not None:
         write_csv_atomic(folder / SCORES, scores)
         buffer = {"config": record["config"], "model": half_state(state.trainer.model)}
@@ -66,16 +72,4 @@ def stage_run(state: RunState, staging: Path, scores: pd.DataFrame | None, steps
 def _stage_failed(state: RunState, staging: Path, steps: int) -> None:
     from ...provenance import write_json_atomic
 
-    record = {
-        "run": state.run.name,
-        "tier": state.tier,
-        "label": state.run.label,
-        "seed": state.run.seed,
-        "steps_target": steps,
-        "step": state.step,
-        "seconds": round(state.seconds, 2),
-        "error": state.error,
-        "curve": state.curve,
-        "config": None,
-    }
-    write_json_atomic(staging / state.run.name / "record.json", record)
+    write_json_atomic(staging / state.run.name / "record.json", run_record(state, steps, None))
