@@ -177,9 +177,9 @@ def test_installed_versions_equal_the_lock():
     assert VENV_STAMP.read_bytes() == LOCK.read_bytes(), (
         "the venv was installed from another requirements/lock.txt: `make venv` reinstalls it"
     )
-    installed: dict[str, str] = {}
-    for dist in importlib.metadata.distributions():
-        installed.setdefault(norm(dist.metadata["Name"]), dist.version)
+    from enlcn.provenance import installed_distributions  # the environment's site-packages only
+
+    installed = dict(installed_distributions())
     for unlocked in ("torch", "enlcn"):
         installed.pop(unlocked, None)
     pins = lock_pins()

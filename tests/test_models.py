@@ -191,7 +191,7 @@ def test_errors_name_the_unknown():
         build_model("enlcn", 2, "quick", depth=3, blocks=4)
     with pytest.raises(TypeError, match="has no option.*'mm'"):
         build_model("enlcn", 2, "quick", attention={"mm": 3})
-    with pytest.raises(ValueError, match="unknown model preset 'huge'; known: cpu, paper, quick"):
+    with pytest.raises(ValueError, match="unknown model preset 'huge'; known: cpu, edsr-baseline, paper, qu"):
         build_model("enlcn", 2, "huge")
     with pytest.raises(ValueError, match="scale must be"):
         build_model("enlcn", 5, "quick")
@@ -200,7 +200,7 @@ def test_errors_name_the_unknown():
 
 
 def test_profiles():
-    assert set(MODEL_PRESETS) == {"paper", "cpu", "quick"}
+    assert set(MODEL_PRESETS) == {"paper", "cpu", "quick", "edsr-baseline"}
     assert {p.model_preset for p in PROFILES.values()} == set(MODEL_PRESETS)
     assert {n for n in PROFILES if n.startswith("pilot-")} == {
         "pilot-x2", "pilot-x4", "pilot-x2-long", "pilot-x4-long"
@@ -208,7 +208,7 @@ def test_profiles():
     assert get_profile("cpu").model_preset == "cpu"
     paper = get_model_preset("paper")
     assert (paper.n_resblocks, paper.n_feats, paper.res_scale, paper.m, paper.k) == (32, 256, 0.1, 128, 6.0)
-    with pytest.raises(ValueError, match="unknown profile 'gpu'; known: cpu, paper, pilot-x2, "):
+    with pytest.raises(ValueError, match="unknown profile 'gpu'; known: cpu, gpu-x2, paper, pilot-x2, "):
         get_profile("gpu")
     with pytest.raises(ValueError, match="unknown model preset 'nope'"):
         Profile("x", "nope")
