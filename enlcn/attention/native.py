@@ -315,11 +315,11 @@ def _build(source: Path, what: str) -> tuple[ModuleType | None, str | None]:
         )
     except Exception as exc:  # noqa: BLE001 - any build/load failure means: use the Python path
         return None, f"build or load failed: {type(exc).__name__}: {str(exc).strip().splitlines()[-1][:300]}"
-    isa = getattr(module, "isa", None)
-    if module is not None and isa is None:
+    built = module.isa() if module is not None and hasattr(module, "isa") else None
+    if module is not None and built is None:
         module, why = None, f"the build of {name} does not say its instruction-set level (no isa())"
-    elif isa is not None and isa() != level:
-        module, why = None, f"the build of {name} says it is for {isa()}, not {level}"
+    elif module is not None and built != level:
+        module, why = None, f"the build of {name} says it is for {built}, not {level}"
     if module is None:
         print(f"enlcn: the native {what} falls back to the Python path: {why}", file=sys.stderr, flush=True)
     return module, why

@@ -37,6 +37,34 @@ MANIFEST_ROOM = 256 * 1024
 LOG_BYTES = 512 * 1024
 
 
+def run_record(
+    run: Any,
+    tier: int,
+    steps_target: int | None,
+    step: int,
+    seconds: float | None,
+    error: str | None,
+    curve: list | None = None,
+    config: dict | None = None,
+) -> dict[str, Any]:
+    """One run's entry of the manifest (``record.json`` while staged): its name, tier, label, seed (``run``:
+    a study :class:`~enlcn.study.registry.Run`), the step count it was given and the step it reached, its
+    seconds, its error (``None``: trained and scored), its validation curve and its training config (``None``
+    for a run that failed before it had one)."""
+    return {
+        "run": run.name,
+        "tier": tier,
+        "label": run.label,
+        "seed": run.seed,
+        "steps_target": steps_target,
+        "step": step,
+        "seconds": seconds,
+        "error": error,
+        "curve": [] if curve is None else curve,
+        "config": config,
+    }
+
+
 def bundle_problems(folder: Path, limits: dict[str, int] = LIMITS) -> list[str]:
     """What breaks the device's limits in ``folder``: too many files, a file or the total too large, a file
     more than ``depth`` folders deep (empty: within the limits)."""

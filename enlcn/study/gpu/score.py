@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from .bundle import SCORES
+from .bundle import SCORES, run_record
 from .training import RunState
 
 
@@ -38,21 +38,10 @@ def half_state(model: Any) -> dict[str, Any]:
     }
 
 
-def run_record(state: RunState, steps: int, config: dict | None) -> dict:
-    """What ``record.json`` says of a run: its name, tier, label, seed, target and reached step, seconds,
-    error, validation curve and training config (``None`` for a run that failed before it had one)."""
-    return {
-        "run": state.run.name,
-        "tier": state.tier,
-        "label": state.run.label,
-        "seed": state.run.seed,
-        "steps_target": steps,
-        "step": state.step,
-        "seconds": round(state.seconds, 2),
-        "error": state.error,
-        "curve": state.curve,
-        "config": config,
-    }
+def _record(state: RunState, steps: int, config: dict | None) -> dict:
+    """:func:`~enlcn.study.gpu.bundle.run_record` of a run this process trained (or tried to)."""
+    seconds = round(state.seconds, 2)
+    return run_record(state.run, state.tier, steps, state.step, seconds, state.error, state.curve, config)
 
 
 def stage_run(state: RunState, staging: Path, scores: pd.DataFrame | None, steps: int) -> None:
@@ -61,7 +50,7 @@ def stage_run(state: RunState, staging: Path, scores: pd.DataFrame | None, steps
     from ...train import save_atomic
 
     folder = staging / state.run.name
-    record = run_record(state, steps, json.loads(json.dumps(asdict(state.trainer.config))))
+    record = _record(state, steps, json.loads(json.dumps(asdict(state.trainer.config))))
     if scores is not None:
         write_csv_atomic(folder / SCORES, scores)
         buffer = {"config": record["config"], "model": half_state(state.trainer.model)}
@@ -72,4 +61,4 @@ def stage_run(state: RunState, staging: Path, scores: pd.DataFrame | None, steps
 def _stage_failed(state: RunState, staging: Path, steps: int) -> None:
     from ...provenance import write_json_atomic
 
-    write_json_atomic(staging / state.run.name / "record.json", run_record(state, steps, None))
+    write_json_atomic(staging / state.run.name / "record.json", _record(state, steps, None))

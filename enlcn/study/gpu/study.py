@@ -14,7 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .bundle import BUNDLE_FORMAT, META_FILES, Bundle, bundle_problems, commit_id, device_info
+from .bundle import BUNDLE_FORMAT, META_FILES, Bundle, bundle_problems, commit_id, device_info, run_record
 from .calibrate import Choice, calibrate, choose
 from .setting import PROFILE, TIERS, setting_from_env, tier_runs
 from .workers import Workers, assign, default_workers
@@ -107,20 +107,9 @@ def run_study(
         for tier, run in share:
             if run.name in chosen and run.name not in seen:
                 why = pool.dead.get(i) or ("killed at the hard deadline" if i in killed else "no record")
-                records.append(
-                    {
-                        "run": run.name,
-                        "tier": tier,
-                        "label": run.label,
-                        "seed": run.seed,
-                        "steps_target": choice.steps if choice else None,
-                        "step": reached.get(run.name, 0),
-                        "seconds": None,
-                        "error": f"process {i}: {why} (last reported step {reached.get(run.name, 0)})",
-                        "curve": [],
-                        "config": None,
-                    }
-                )
+                step = reached.get(run.name, 0)
+                error = f"process {i}: {why} (last reported step {step})"
+                records.append(run_record(run, tier, choice.steps if choice else None, step, None, error))
     records.sort(key=lambda r: (r["tier"], [x.name for _, x in tier_runs(TIERS)].index(r["run"])))
     bundle.write_tables(records, staging)
     logs = (
