@@ -59,6 +59,12 @@ of them):
 The code on the GPU's path (``setting`` … ``study``, ``cli``) imports only what the device image has (torch,
 numpy, pandas, …), matplotlib never. The names other code uses are re-exported here
 (``from enlcn.study import gpu``; ``gpu.import_bundle``).
+
+The device image has Python 3.12 and torch 2.11, the development machine a newer torch.
+``tools/torch_compat.py --torch-src DIR`` checks statically that every torch name, keyword and Tensor
+method that this package and the modules it loads use exists in the torch sources unpacked in DIR
+(from the device's wheel, never installed). It cannot see names reached dynamically or behaviour that
+changed under the same signature (its docstring lists what else).
 """
 
 from __future__ import annotations
