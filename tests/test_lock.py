@@ -128,22 +128,36 @@ def test_uv_toml_declares_the_installed_cpu_torchs_dependencies():
     assert {str(Requirement(r)) for r in meta["requires-dist"]} == declared
 
 
-def test_make_venv_installs_exactly_the_lock_then_torch_then_the_project(tmp_path):
-    """`make -n venv` (a dry run for a new venv): the lock's pip, then the whole lock hash-checked without
-    resolution, then torch by its pin, then the project without dependencies, then `pip check`."""
+@pytest.mark.parametrize("installer", ["uv", "pip"])
+def test_make_venv_installs_exactly_the_lock_then_torch_then_the_project(tmp_path, installer):
+    """`make -n venv` (a dry run for a new venv): the whole lock hash-checked without resolution — by uv
+    (the default; uv itself hash-pinned, installed outside the environment) or by pip (the lock's pip
+    first) —, then torch by its pin with pip, then the project without dependencies, then `pip check`."""
     out = subprocess.run(
-        ["make", "-n", "-C", str(ROOT), "venv", f"VENV={tmp_path / 'v'}"],
+        ["make", "-n", "-C", str(ROOT), "venv", f"VENV={tmp_path / 'v'}", f"INSTALLER={installer}"],
         capture_output=True, text=True, timeout=60, check=True,
     ).stdout
-    installs = [ln for ln in out.splitlines() if re.search(r"-m pip\b.* (install|check)\b", ln)]
+    installs = [ln for ln in out.splitlines() if re.search(r"(-m pip|/bin/uv pip)\b.* (install|check)\b", ln)]
     assert len(installs) == 5, installs
-    pip_only, lock, torch, project, check = installs
-    assert "--require-hashes --no-deps -r" in pip_only and "lock-pip.txt" in pip_only
+    first, lock, torch, project, check = installs
+    if installer == "uv":
+        assert "-m pip" in first and "--require-hashes --no-deps --target" in first and "uv-tool.txt" in first
+        assert "/bin/uv pip install" in lock
+    else:
+        assert "--require-hashes --no-deps -r" in first and "lock-pip.txt" in first
+        assert "-m pip" in lock and " install " in lock
     assert "--require-hashes --no-deps -r requirements/lock.txt" in lock
+    assert "-m pip" in torch and "-m pip" in project and "-m pip" in check
     assert re.search(r"install +\"?torch==2\.\d+", torch) and "--no-deps" not in torch
     assert "--no-deps" in project and re.search(r"-e \.", project)
     assert check.endswith(" check")
     assert "enlcn-lock.txt" in out and "uninstall --yes" in out  # what a new lock drops goes too
+
+
+def test_uv_tool_pins_one_version_with_hashes():
+    text = (ROOT / "requirements" / "uv-tool.txt").read_text(encoding="utf-8")
+    assert len(re.findall(r"^uv==\d+\.\d+\.\d+ ", text, re.M)) == 1
+    assert len(re.findall(r"--hash=sha256:[0-9a-f]{64}", text)) >= 1
 
 
 def test_make_lock_resolves_for_the_stated_target_without_torch(tmp_path):
@@ -151,7 +165,7 @@ def test_make_lock_resolves_for_the_stated_target_without_torch(tmp_path):
         ["make", "-n", "-C", str(ROOT), "lock", f"VENV={tmp_path / 'v'}", "LOCK_DATE=2026-01-02T03:04:05Z"],
         capture_output=True, text=True, timeout=60, check=True,
     ).stdout
-    assert re.search(r"pip\b.* install .*\"uv==\d+\.\d+\.\d+\"", out), "make lock installs a pinned uv"
+    assert re.search(r"pip\b.* install .*--require-hashes .*-r requirements/uv-tool.txt", out), "a hash-pinned uv"
     compile_ = " ".join(out.split("\\\n"))
     for flag in (
         "uv pip compile pyproject.toml requirements/lock.in --extra book --extra dev",
