@@ -160,7 +160,7 @@ $(KERNEL): $(STAMP)
 	@touch $@
 
 # ------------------------------------------------------------------------------------------------ tests
-test: $(STAMP)
+test: $(STAMP) native
 	$(PY) -m pytest -q -m "not slow and not paper_smoke" $(PYTEST_ARGS)
 	$(PY) -m ruff check enlcn tests
 
@@ -199,7 +199,10 @@ book: $(KERNEL) native
 
 # The native CPU kernels are compiled once per environment (torch's extension cache, ~1 min each) before the
 # notebooks run, so that no page shows a build message; later calls only load them.
+# The four compile in two processes at once (one compile uses one core); `make test` builds them here too.
 native: $(STAMP)
+	@$(PY) -c "from enlcn.attention import native as n; n.load(); n.load_contrastive()" & \
+	  $(PY) -c "from enlcn.attention import native as n; n.load_attention(); n.load_enla_train()"; wait
 	@$(PY) -c "from enlcn.attention import native as n; print('>> native kernels:', n.status(), '|', \
 	  n.attention_status(), '|', n.enla_train_status(), '|', n.contrastive_status())"
 
