@@ -7,21 +7,35 @@ module's trained projection ``F``. So ``Q, K`` and ``F`` are all a browser needs
 every trained ENLA/ENLCA model of a profile; ``book/_page_static/explorer/explorer.js`` (served at
 ``_static/explorer/``) computes the maps and their numbers (:func:`enlcn.explore.map_numbers`) on click.
 
+Images (:func:`explorer_images`): the first self-similar image (64×64 LR, with its true repeats) and the
+photograph ``chelsea`` cut to its 64×64 LR window of most structure (:func:`structure_window`: rows 0–63,
+columns 23–86 of its 75×112 LR, the cat's eyes, nose and forehead stripes); the models run on that window,
+so the page's maps are :func:`enlcn.explore.explore`'s on it. The whole photograph does not fit in 6 MB at
+float16's precision (~7.5 MB).
+
 Encoding (:func:`pack_embeddings`; sizes measured on the ``cpu`` data, 2 images × 4 models × 5 modules,
-6.0 M numbers). Only the unit directions ``v = Q/√k`` matter (Eq. 3 fixes the length). Each ``[N, c]`` array
+3.9 M numbers). Only the unit directions ``v = Q/√k`` matter (Eq. 3 fixes the length). Each ``[N, c]`` array
 is rotated into its own orthonormal principal basis (:func:`direction_basis`, stored as float32) and every
-coordinate is rounded to a multiple of ``STEP = 2⁻¹⁰`` (:func:`quantise_directions`): **each coordinate is
-within ``u = 2⁻¹¹`` (float16's unit roundoff) of the float32 model's**, so a row is within ``√c·u`` and a
-logit ``k·v̂ᵢ·v̂ⱼ`` within ``k(2√c·u + c·u²)`` (:func:`logit_error_bound`). The integer codes are predicted from
-their left, upper and upper-left neighbours (:func:`med_residuals`, LOCO-I's median predictor: embeddings of
+coordinate is rounded to a multiple of ``step = 9·2⁻¹⁵`` (:func:`direction_step`: ``2u/√c`` rounded down to
+``2⁻¹⁵`` with room for the basis's float32 rounding, ``c = 12``; stored in the data): a row's error is at
+most ``√c·step/2 = 0.974·u``, so **every decoded unit direction is within ``u = 2⁻¹¹`` (float16's unit
+roundoff) of the float32 model's**, float16 storage's own guarantee, checked for every row when packing; a
+logit ``k·v̂ᵢ·v̂ⱼ`` is then within ``k(2u + u²)`` (:func:`logit_error_bound`). Measured on the shipped data:
+rows at most 0.83·u from the model's (mean 0.56·u; float16 storage of ``Q, K``: 0.91·u, mean 0.41·u; the
+previous step ``2⁻¹⁰``, each coordinate within ``u``: 3.0·u). The integer codes are predicted from their
+left, upper and upper-left neighbours (:func:`med_residuals`, LOCO-I's median predictor: embeddings of
 neighbouring pixels are correlated), the residuals Rice-coded with one parameter per block of 16
 (:func:`rice_pack`, unary and remainder parts in separate streams so that Python decodes them vectorised)
 and the bits written 13 to two characters of a 91-letter alphabet (:func:`bits_to_text`, 1.23 characters a
-byte instead of base64's 1.33). Measured bits per number: 6.1 (the principal basis saves 0.3 against the
-model's own channels, the median predictor 0.26 against the planar one ``L+U−UL``, blocks of 16 save 0.1
-against 32); float16 with deflate was ~12 MB, int8 directions 5.0 MB with 4 % errors, this 5.8 MB. Finer
-steps do not fit in 6 MB: ``STEP = 2⁻¹¹`` (coordinates within ``u/2``) needs one more bit a number (~6.6 MB).
-``F`` is stored exactly (float32, base64). A ``<script>`` tag works from ``file://`` with no network.
+byte instead of base64's 1.33). Measured bits per number: 8.04, 5.00 MB in all. The step costs 1.9 bits a
+number against ``2⁻¹⁰`` (6.1 bits); with the whole photograph (75×112) the file would be 7.5 MB (5.8 MB at
+``2⁻¹⁰``); the power of two ``2⁻¹²`` instead of ``9·2⁻¹⁵`` costs 0.17 bits more, ``2u/√12`` itself saves
+0.04. At ``2⁻¹⁰`` and with the whole photograph: the principal basis saved 0.3 bits against the model's own
+channels, the median predictor 0.26 against the planar one ``L+U−UL``, blocks of 16 0.1 against 32; float16
+with deflate was ~12 MB, int8 directions 5.0 MB with 4 % errors. Generation is deterministic: two runs
+with one math thread (as the notebooks run) write the same bytes; other thread counts may tip a code by
+one step (:func:`same_explorer_data`). ``F`` is stored exactly (float32, base64). A ``<script>`` tag works
+from ``file://`` with no network.
 """
 
 from __future__ import annotations
