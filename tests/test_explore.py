@@ -119,8 +119,9 @@ def test_live_explorer_data_from_models(tmp_path, monkeypatch, model, lr):
     assert list(data["models"]) == [label]  # the exact peer is left out
     assert len(data["models"][label]) == n_modules
     assert set(data["models"][label][0]) == {"k", "feature_eps", "orthogonal", "m", "c", "projection"}
-    assert set(data["images"]["im"]) == {"shape", "lr", "labels", "embeddings"}
-    assert set(data["images"]["im"]["embeddings"][label]) == {"bases", "codes"}
+    assert set(data["images"]["im"]) == {"shape", "window", "lr", "labels", "embeddings"}
+    assert data["images"]["im"]["window"] == [0, 0, 12, 14]  # smaller than the page's window: whole
+    assert set(data["images"]["im"]["embeddings"][label]) == {"step", "bases", "codes"}
     assert data["images"]["photo"]["labels"] is None
     stored = explorer.decode_labels(data["images"]["im"]["labels"], lr.shape[:2])
     np.testing.assert_array_equal(stored, labels)
@@ -135,7 +136,7 @@ def test_live_explorer_data_from_models(tmp_path, monkeypatch, model, lr):
             ex = explore(model, lr, (3, 5), module, Knobs(k=k))
             exact, estimate, numbers = explorer.live_maps(data, "photo", label, module, (3, 5), k)
             mod = data["models"][label][module]
-            tau_x, tau_e = coding_tolerances(mod["k"] if k is None else k, mod["c"], projection)
+            tau_x, tau_e = coding_tolerances(mod["k"] if k is None else k, projection)
             np.testing.assert_allclose(exact, ex.exact, rtol=np.expm1(tau_x))
             np.testing.assert_allclose(estimate, ex.estimate, rtol=np.expm1(tau_e))
             tv = "TV(estimate, exact)"
@@ -154,30 +155,54 @@ def _clustered_directions(n: int, c: int, seed: int) -> np.ndarray:
 
 
 def test_directions_round_trip_within_float16s_roundoff():
-    """Every coordinate of a decoded unit direction (in the stored basis) is within u = 2⁻¹¹ (half a step) of
-    the true one, so a row within √c·u and a logit k·v̂ᵢ·v̂ⱼ within logit_error_bound(k, c); the packing is
-    lossless on the integer codes. The old int8 directions (round(127·v/max|v|), renormalised) miss it."""
+    """Every decoded unit direction (every row) is within u = 2⁻¹¹ of the true one, float16's guarantee, so a
+    logit k·v̂ᵢ·v̂ⱼ within logit_error_bound(k) = k(2u + u²); the packing is lossless on the integer codes.
+    The previous step, 2⁻¹⁰ (each coordinate within u, a row within √c·u), and the old int8 directions
+    (round(127·v/max|v|), renormalised) miss it."""
     from enlcn.study import explorer as X
 
     h, w, c = 20, 25, 12
     arrays = [_clustered_directions(h * w, c, seed) * 3.0 for seed in range(4)]  # any length: only v counts
     packed = X.pack_embeddings(arrays, (h, w))
-    assert set(packed) == {"bases", "codes"} and set(packed["codes"]) <= set(X.ALPHABET)
+    assert set(packed) == {"step", "bases", "codes"} and set(packed["codes"]) <= set(X.ALPHABET)
+    assert packed["step"] == X.direction_step(c) == 9 * 2.0**-15 and np.sqrt(c) * packed["step"] / 2 < X.U
     codes = X.unpack_codes(packed, (h, w), c, 4)
     bases = X.decode_floats(packed["bases"], (4, c, c))
     decoded = X.unpack_embeddings(packed, (h, w), c, 4)
     units = [a / np.linalg.norm(a, axis=1, keepdims=True) for a in arrays]
     for a, v, code, basis, got in zip(arrays, units, codes, bases, decoded, strict=True):
-        np.testing.assert_array_equal(code, X.quantise_directions(a, basis.astype(np.float32)))
+        step = packed["step"]
+        np.testing.assert_array_equal(code, X.quantise_directions(a, basis.astype(np.float32), step))
         np.testing.assert_allclose(basis.T @ basis, np.eye(c), atol=1e-6)
-        assert np.abs((got - v) @ basis).max() <= X.U * (1 + 1e-5)  # each coordinate: float16's roundoff
-        assert np.linalg.norm(got - v, axis=1).max() <= np.sqrt(c) * X.U * (1 + 1e-5)
+        assert np.abs((got - v) @ basis).max() <= step / 2 * (1 + 1e-5)  # half a step a coordinate
+        errors = X.direction_errors(a, got)
+        np.testing.assert_allclose(errors, np.linalg.norm(got - v, axis=1))
+        assert errors.max() <= X.U  # every row: float16's guarantee
+        old_codes = X.quantise_directions(a, basis, 2.0**-10)
+        old = X.direction_errors(a, X.unit_directions(old_codes, basis, 2.0**-10))
+        assert old.max() > X.U and (old > X.U).mean() > 0.1  # the old step: many rows beyond u
     logits = np.abs(decoded[0] @ decoded[1].T - units[0] @ units[1].T).max()
-    assert 6.0 * logits <= X.logit_error_bound(6.0, c)
+    assert 6.0 * logits <= X.logit_error_bound(6.0) == 6.0 * (2 * X.U + X.U**2)
     # the int8 coding this replaced: coordinates 1/254 of the row's largest apart, 8 times u
     int8 = np.round(units[0] / np.abs(units[0]).max(1, keepdims=True) * 127)
     int8 /= np.linalg.norm(int8, axis=1, keepdims=True)
     assert np.abs(int8 - units[0]).max() > 2 * X.U
+
+
+def test_the_page_shows_a_photograph_in_its_window_of_most_structure():
+    from enlcn.study.explorer import WINDOW, structure_window
+
+    rng = np.random.default_rng(1)
+    lr = np.full((75, 112, 3), 128, np.uint8)
+    lr[5:35, 60:100] = rng.integers(0, 256, (30, 40, 3))  # the only texture
+    top, left, h, w = structure_window(lr)
+    assert (h, w) == WINDOW == (64, 64) and top <= 5 and top + h >= 35 and left <= 60 and left + w >= 100
+    assert (top, left) == (0, 37)  # the first of the windows holding it and its edges (raster order)
+    assert structure_window(lr[:40, :50]) == (0, 0, 40, 50)  # smaller than the window: whole
+    grey = rng.integers(0, 256, (70, 66)).astype(float)  # against a brute-force search
+    score = {(y, x): np.abs(np.diff(grey[y:y + 64, x:x + 64], axis=0)).sum()
+             + np.abs(np.diff(grey[y:y + 64, x:x + 64], axis=1)).sum() for y in range(7) for x in range(3)}
+    assert structure_window(grey)[:2] == max(score, key=lambda yx: (score[yx], -yx[0], -yx[1]))
 
 
 def test_packing_pieces_invert_each_other():
@@ -197,18 +222,34 @@ def test_packing_pieces_invert_each_other():
 
 
 def test_the_committed_live_explorer_data_is_the_cpu_models():
+    """The committed data: the cpu profile's models, both images (the photograph in its 64×64 window), 6 MB at
+    most, and every shipped direction of the ENLCN model within u = 2⁻¹¹ of the float32 model's own
+    (recomputed here as explorer_data does: float16's guarantee, which the previous step 2⁻¹⁰ missed)."""
     from pathlib import Path
 
-    from enlcn.study.explorer import decoded_embeddings, read_explorer_js
+    from enlcn.correlation import embeddings
+    from enlcn.study import explorer as X
+    from enlcn.study.files import explorable_models
 
     book = Path(__file__).resolve().parents[1] / "book"
     text = (book / "_page_static" / "explorer" / "explorer-data.js").read_text()
-    data = read_explorer_js(text)
-    assert data["profile"] == "cpu" and list(data["models"])[-1].endswith("(ENLCN)")
+    data = X.read_explorer_js(text)
+    label = list(data["models"])[-1]
+    assert data["profile"] == "cpu" and label.endswith("(ENLCN)")
     assert len(text.encode()) <= 6_000_000  # the page's budget: 6 MB in all
     assert set(data["images"]) == {"selfsim000", "chelsea"} and data["images"]["selfsim000"]["labels"]
-    q, k = decoded_embeddings(data, "chelsea", list(data["models"])[-1])[2]
-    assert q.shape == k.shape == (75 * 112, 12)
+    assert data["images"]["chelsea"]["window"] == [0, 23, 64, 64]  # of its 75×112 LR
+    assert data["images"]["selfsim000"]["window"] == [0, 0, 64, 64]  # whole
+    model = explorable_models("cpu")[label]
+    for name, (lr, labels, window) in X.explorer_images("cpu").items():
+        entry = data["images"][name]
+        assert entry["shape"] == list(lr.shape[:2]) and entry["window"] == list(window)
+        if labels is not None:
+            np.testing.assert_array_equal(X.decode_labels(entry["labels"], lr.shape[:2]), labels)
+        truth = [a.numpy() for _, q, k in embeddings(model, lr) for a in (q, k)]
+        shipped = X.unpack_embeddings(entry["embeddings"][label], lr.shape[:2], truth[0].shape[1], len(truth))
+        worst = max(X.direction_errors(t, s).max() for t, s in zip(truth, shipped, strict=True))
+        assert worst <= X.U, f"{name}: a direction {worst / X.U:.4f} u from the model's"
     assert '<div id="enlcn-explorer">' in (book / "explorer.md").read_text()
 
 

@@ -7,21 +7,35 @@ module's trained projection ``F``. So ``Q, K`` and ``F`` are all a browser needs
 every trained ENLA/ENLCA model of a profile; ``book/_page_static/explorer/explorer.js`` (served at
 ``_static/explorer/``) computes the maps and their numbers (:func:`enlcn.explore.map_numbers`) on click.
 
+Images (:func:`explorer_images`): the first self-similar image (64×64 LR, with its true repeats) and the
+photograph ``chelsea`` cut to its 64×64 LR window of most structure (:func:`structure_window`: rows 0–63,
+columns 23–86 of its 75×112 LR, the cat's eyes, nose and forehead stripes); the models run on that window,
+so the page's maps are :func:`enlcn.explore.explore`'s on it. The whole photograph does not fit in 6 MB at
+float16's precision (~7.5 MB).
+
 Encoding (:func:`pack_embeddings`; sizes measured on the ``cpu`` data, 2 images × 4 models × 5 modules,
-6.0 M numbers). Only the unit directions ``v = Q/√k`` matter (Eq. 3 fixes the length). Each ``[N, c]`` array
+3.9 M numbers). Only the unit directions ``v = Q/√k`` matter (Eq. 3 fixes the length). Each ``[N, c]`` array
 is rotated into its own orthonormal principal basis (:func:`direction_basis`, stored as float32) and every
-coordinate is rounded to a multiple of ``STEP = 2⁻¹⁰`` (:func:`quantise_directions`): **each coordinate is
-within ``u = 2⁻¹¹`` (float16's unit roundoff) of the float32 model's**, so a row is within ``√c·u`` and a
-logit ``k·v̂ᵢ·v̂ⱼ`` within ``k(2√c·u + c·u²)`` (:func:`logit_error_bound`). The integer codes are predicted from
-their left, upper and upper-left neighbours (:func:`med_residuals`, LOCO-I's median predictor: embeddings of
+coordinate is rounded to a multiple of ``step = 9·2⁻¹⁵`` (:func:`direction_step`: ``2u/√c`` rounded down to
+``2⁻¹⁵`` with room for the basis's float32 rounding, ``c = 12``; stored in the data): a row's error is at
+most ``√c·step/2 = 0.974·u``, so **every decoded unit direction is within ``u = 2⁻¹¹`` (float16's unit
+roundoff) of the float32 model's**, float16 storage's own guarantee, checked for every row when packing; a
+logit ``k·v̂ᵢ·v̂ⱼ`` is then within ``k(2u + u²)`` (:func:`logit_error_bound`). Measured on the shipped data:
+rows at most 0.83·u from the model's (mean 0.56·u; float16 storage of ``Q, K``: 0.91·u, mean 0.41·u; the
+previous step ``2⁻¹⁰``, each coordinate within ``u``: 3.0·u). The integer codes are predicted from their
+left, upper and upper-left neighbours (:func:`med_residuals`, LOCO-I's median predictor: embeddings of
 neighbouring pixels are correlated), the residuals Rice-coded with one parameter per block of 16
 (:func:`rice_pack`, unary and remainder parts in separate streams so that Python decodes them vectorised)
 and the bits written 13 to two characters of a 91-letter alphabet (:func:`bits_to_text`, 1.23 characters a
-byte instead of base64's 1.33). Measured bits per number: 6.1 (the principal basis saves 0.3 against the
-model's own channels, the median predictor 0.26 against the planar one ``L+U−UL``, blocks of 16 save 0.1
-against 32); float16 with deflate was ~12 MB, int8 directions 5.0 MB with 4 % errors, this 5.8 MB. Finer
-steps do not fit in 6 MB: ``STEP = 2⁻¹¹`` (coordinates within ``u/2``) needs one more bit a number (~6.6 MB).
-``F`` is stored exactly (float32, base64). A ``<script>`` tag works from ``file://`` with no network.
+byte instead of base64's 1.33). Measured bits per number: 8.04, 5.00 MB in all. The step costs 1.9 bits a
+number against ``2⁻¹⁰`` (6.1 bits); with the whole photograph (75×112) the file would be 7.5 MB (5.8 MB at
+``2⁻¹⁰``); the power of two ``2⁻¹²`` instead of ``9·2⁻¹⁵`` costs 0.17 bits more, ``2u/√12`` itself saves
+0.04. At ``2⁻¹⁰`` and with the whole photograph: the principal basis saved 0.3 bits against the model's own
+channels, the median predictor 0.26 against the planar one ``L+U−UL``, blocks of 16 0.1 against 32; float16
+with deflate was ~12 MB, int8 directions 5.0 MB with 4 % errors. Generation is deterministic: two runs
+with one math thread (as the notebooks run) write the same bytes; other thread counts may tip a code by
+one step (:func:`same_explorer_data`). ``F`` is stored exactly (float32, base64). A ``<script>`` tag works
+from ``file://`` with no network.
 """
 
 from __future__ import annotations
@@ -41,9 +55,11 @@ from .data import explore_images
 from .files import explorable_models
 from .registry import BASE
 
-ENCODING = "unit directions: principal basis, steps of 2^-10, median prediction, block Rice, base91"
-U = 2.0**-11  #: float16's unit roundoff: every coded coordinate is within U of the float32 model's
-STEP = 2 * U  #: quantisation step of a coordinate of a unit direction
+ENCODING = ("unit directions: principal basis, steps of 2u/sqrt(c) rounded down to 2^-15 (every row within "
+            "u = 2^-11), median prediction, block Rice, base91")
+U = 2.0**-11  #: float16's unit roundoff: every decoded unit direction is within U (Euclidean) of the model's
+STEP_GRID = 2.0**-15  #: the quantisation step is a multiple of this (exact in binary: codes·step is exact)
+STEP_MARGIN = 2.0**-10  #: room left below 2U/√c for the float32 basis's rounding (a few 1e-7 of a row)
 BLOCK = 16  #: residuals per Rice parameter
 K_BITS = 4  #: bits of one Rice parameter (0…15)
 #: 91 letters that need no escaping in a JSON string: '#' (35) … '~' (126) without the backslash
@@ -62,29 +78,42 @@ def direction_basis(v: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(vectors[:, ::-1]).astype(np.float32)
 
 
-def quantise_directions(v: np.ndarray, basis: np.ndarray) -> np.ndarray:
+def direction_step(c: int) -> float:
+    """The quantisation step of a coordinate of a ``c``-channel unit direction: the largest multiple of
+    ``STEP_GRID`` at most ``2U/√c·(1 − STEP_MARGIN)``, so that a row's rounding error, ``√c·step/2`` at worst,
+    stays below float16's ``U`` (``9·2⁻¹⁵`` for ``c = 12``: ``0.974·U``)."""
+    return float(np.floor(2 * U / np.sqrt(c) * (1 - STEP_MARGIN) / STEP_GRID) * STEP_GRID)
+
+
+def quantise_directions(v: np.ndarray, basis: np.ndarray, step: float) -> np.ndarray:
     """Integer codes (``[N, c]`` int32) of the coordinates of the unit rows of ``v`` in ``basis``: each
-    ``round(coordinate/STEP)``, so within ``U`` (half a step) of the true coordinate."""
+    ``round(coordinate/step)``, so within half a step of the true coordinate."""
     v = np.asarray(v, dtype=np.float64)
     unit = v / np.linalg.norm(v, axis=1, keepdims=True)
-    return np.rint(unit @ basis.astype(np.float64) / STEP).astype(np.int32)
+    return np.rint(unit @ basis.astype(np.float64) / step).astype(np.int32)
 
 
-def unit_directions(codes: np.ndarray, basis: np.ndarray) -> np.ndarray:
-    """The decoded directions ``v̂ = STEP·codes·basisᵀ`` (``[N, c]`` float64; not renormalised, so that the
+def unit_directions(codes: np.ndarray, basis: np.ndarray, step: float) -> np.ndarray:
+    """The decoded directions ``v̂ = step·codes·basisᵀ`` (``[N, c]`` float64; not renormalised, so that the
     bounds below hold as stated; ``Q = √k·v̂``). The page sums in this order (explorer.js ``directions``)."""
-    coords, b = codes.astype(np.float64) * STEP, basis.astype(np.float64)
+    coords, b = codes.astype(np.float64) * step, basis.astype(np.float64)
     out = np.zeros(coords.shape)
     for j in range(b.shape[1]):  # v̂_a = Σ_j coords_j·b[a, j], summed over j in order, as the page does
         out += coords[:, j : j + 1] * b[:, j]
     return out
 
 
-def logit_error_bound(k: float, c: int) -> float:
-    """The largest change of a logit ``k·v̂ᵢ·v̂ⱼ`` the coding can cause: with ``v̂ = v + e`` and every
-    coordinate of ``e`` within ``U`` (``‖e‖ ≤ √c·U``), ``|k(eᵢ·vⱼ + vᵢ·eⱼ + eᵢ·eⱼ)| ≤ k(2√c·U + c·U²)``.
-    (float16 storage of ``Q, K`` guarantees ``2U·k``: each coordinate within ``U`` *relatively*.)"""
-    return k * (2 * np.sqrt(c) * U + c * U**2)
+def direction_errors(v: np.ndarray, decoded: np.ndarray) -> np.ndarray:
+    """``‖v̂ − v/‖v‖‖`` of every row (float64): what :func:`pack_embeddings` guarantees to be at most ``U``."""
+    v = np.asarray(v, dtype=np.float64)
+    return np.linalg.norm(decoded - v / np.linalg.norm(v, axis=1, keepdims=True), axis=1)
+
+
+def logit_error_bound(k: float) -> float:
+    """The largest change of a logit ``k·v̂ᵢ·v̂ⱼ`` the coding can cause: with ``v̂ = v + e`` and ``‖e‖ ≤ U``
+    (every row, :func:`pack_embeddings`), ``|k(eᵢ·vⱼ + vᵢ·eⱼ + eᵢ·eⱼ)| ≤ k(2U + U²)``: float16 storage's own
+    bound (each coordinate of ``Q, K`` within ``U`` relatively, so each row within ``U·‖Q‖``)."""
+    return k * (2 * U + U**2)
 
 
 def _shifted(a: np.ndarray, dy: int, dx: int) -> np.ndarray:
@@ -198,14 +227,21 @@ def text_to_bits(text: str) -> np.ndarray:
 
 
 def pack_embeddings(arrays: list[np.ndarray], shape: tuple[int, int]) -> dict:
-    """Several ``[h·w, c]`` embeddings (``Q, K`` of each module, in order) of one image: each array's
-    :func:`direction_basis` (float32, base64) and all their codes as one text (the module doc's coding)."""
+    """Several ``[h·w, c]`` embeddings (``Q, K`` of each module, in order) of one image: the quantisation
+    ``step`` (:func:`direction_step`), each array's :func:`direction_basis` (float32, base64) and all their
+    codes as one text (the module doc's coding). Checks the guarantee: every decoded row within ``U``."""
     h, w = shape
+    step = direction_step(arrays[0].shape[1])
     bases = [direction_basis(a / np.linalg.norm(a, axis=1, keepdims=True)) for a in arrays]
-    codes = [quantise_directions(a, b) for a, b in zip(arrays, bases, strict=True)]
+    codes = [quantise_directions(a, b, step) for a, b in zip(arrays, bases, strict=True)]
+    for a, c, b in zip(arrays, codes, bases, strict=True):
+        worst = direction_errors(a, unit_directions(c, b, step)).max()
+        if worst > U:
+            raise AssertionError(f"explorer data: a direction {worst:.3g} from the model's (> u = {U:.3g})")
     planes = np.concatenate([np.ascontiguousarray(c.T).reshape(-1, h, w) for c in codes])  # [P, h, w]
     residuals = med_residuals(planes).reshape(planes.shape[0], -1)
-    return {"bases": encode_floats(np.stack(bases)), "codes": bits_to_text(rice_pack(residuals))}
+    codes_text = bits_to_text(rice_pack(residuals))
+    return {"step": step, "bases": encode_floats(np.stack(bases)), "codes": codes_text}
 
 
 def unpack_codes(packed: dict, shape: tuple[int, int], c: int, count: int) -> list[np.ndarray]:
@@ -219,7 +255,8 @@ def unpack_codes(packed: dict, shape: tuple[int, int], c: int, count: int) -> li
 def unpack_embeddings(packed: dict, shape: tuple[int, int], c: int, count: int) -> list[np.ndarray]:
     """The decoded unit directions ``v̂`` (``[h·w, c]`` float64) of :func:`pack_embeddings`."""
     bases = decode_floats(packed["bases"], (count, c, c))
-    return [unit_directions(p, b) for p, b in zip(unpack_codes(packed, shape, c, count), bases, strict=True)]
+    codes = unpack_codes(packed, shape, c, count)
+    return [unit_directions(p, b, packed["step"]) for p, b in zip(codes, bases, strict=True)]
 
 
 def encode_floats(a: np.ndarray) -> str:
@@ -272,24 +309,66 @@ def _estimates(model) -> bool:
     return all(isinstance(module, ENLCA) for module in model.attention_modules())
 
 
+#: the largest LR window an image is shipped in (rows, columns): a larger image (the photograph, 75×112 LR
+#: on the cpu profile) is cut to its window of most structure (:func:`structure_window`)
+WINDOW = (64, 64)
+
+
+def structure_window(lr: np.ndarray, size: tuple[int, int] = WINDOW) -> tuple[int, int, int, int]:
+    """``(top, left, height, width)`` of the window of ``size`` (at most the image) with the most structure:
+    the largest sum of absolute differences of vertically and horizontally adjacent grey levels (the mean of
+    the channels) inside it; the top-most, then left-most of equals. Fixed by the image alone, not by a model
+    (on ``chelsea``: rows 0–63, columns 23–86 of 75×112, the cat's eyes, nose and forehead stripes)."""
+    grey = np.asarray(lr, np.float64)
+    grey = grey.mean(2) if grey.ndim == 3 else grey
+    h, w = min(size[0], grey.shape[0]), min(size[1], grey.shape[1])
+    dy, dx = np.abs(np.diff(grey, axis=0)), np.abs(np.diff(grey, axis=1))
+
+    def window_sums(d: np.ndarray, wh: int, ww: int) -> np.ndarray:  # sums of every wh×ww window of d
+        c = np.pad(d.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+        return c[wh:, ww:] - c[:-wh, ww:] - c[wh:, :-ww] + c[:-wh, :-ww]
+
+    total = np.zeros((grey.shape[0] - h + 1, grey.shape[1] - w + 1))
+    if h > 1:
+        total += window_sums(dy, h - 1, w)
+    if w > 1:
+        total += window_sums(dx, h, w - 1)
+    top, left = np.unravel_index(np.argmax(total), total.shape)  # the first maximum in raster order
+    return int(top), int(left), h, w
+
+
+def explorer_images(
+    profile: str, image_names: tuple[str, ...] = ("selfsim000", "chelsea")
+) -> dict[str, tuple[np.ndarray, np.ndarray | None, tuple[int, int, int, int]]]:
+    """The page's images: name → ``(LR, repeat labels or None, window)``, each of
+    :func:`~enlcn.study.data.explore_images` cut to its :func:`structure_window` (the models then run on the
+    window itself, so the page's maps are :func:`enlcn.explore.explore`'s on that LR)."""
+    images = explore_images(profile, BASE.config(profile).scale)
+    out = {}
+    for name in image_names:
+        if name not in images:
+            continue
+        lr, labels = images[name]
+        top, left, h, w = window = structure_window(lr)
+        lr = np.ascontiguousarray(lr[top : top + h, left : left + w])
+        out[name] = (lr, None if labels is None else labels[top : top + h, left : left + w], window)
+    return out
+
+
 def explorer_data(
     profile: str,
     root: Path = REPO,
     image_names: tuple[str, ...] = ("selfsim000", "chelsea"),
 ) -> dict:
     """Everything the live explorer needs, as a JSON-able dict (see the module doc): per model its modules'
-    ``k``, ``ε`` and ``F``; per image and model the packed ``Q, K`` codes of every module."""
-    scale = BASE.config(profile).scale
-    images = explore_images(profile, scale)
+    ``k``, ``ε`` and ``F``; per image (:func:`explorer_images`: its window, ``[top, left, height, width]`` of
+    the LR it was cut from) and model the packed ``Q, K`` codes of every module."""
     trained = {label: model for label, model in explorable_models(profile, root).items() if _estimates(model)}
     data: dict = {"profile": profile, "encoding": ENCODING, "models": {}, "images": {}}
     for label, model in trained.items():
         data["models"][label] = [_module_entry(m) for m in model.attention_modules()]
-    for name in image_names:
-        if name not in images:
-            continue
-        lr, labels = images[name]
-        entry = {"shape": list(lr.shape[:2]), "lr": encode_png(lr), "embeddings": {}}
+    for name, (lr, labels, window) in explorer_images(profile, image_names).items():
+        entry = {"shape": list(lr.shape[:2]), "window": list(window), "lr": encode_png(lr), "embeddings": {}}
         entry["labels"] = None if labels is None else encode_labels(labels)
         for label, model in trained.items():
             arrays = []
@@ -365,7 +444,7 @@ def _same_codes(a: dict, b: dict, shape: tuple[int, int], c: int, count: int) ->
     within float32 rounding of each other (an eigenvector's sign may flip: then its codes flip too)."""
     ba, bb = (decode_floats(p["bases"], (count, c, c)) for p in (a, b))
     sign = np.where((ba * bb).sum(1) < 0, -1, 1)[:, None, :]  # per basis vector
-    if np.abs(ba - sign * bb).max() > 1e-5:
+    if a["step"] != b["step"] or np.abs(ba - sign * bb).max() > 1e-5:
         return False
     x, y = unpack_codes(a, shape, c, count), unpack_codes(b, shape, c, count)
     return all(np.abs(p - q * s[0]).max() <= 1 for p, q, s in zip(x, y, sign, strict=True))
@@ -373,8 +452,8 @@ def _same_codes(a: dict, b: dict, shape: tuple[int, int], c: int, count: int) ->
 
 def same_explorer_data(new: str, old: str) -> bool:
     """Whether two data files show the same explorer (a recomputation reproduced it): the same images,
-    labels and models; every module's ``k``, ``ε`` and ``F`` (float32) equal; every ``Q, K`` code within
-    one step. Float rounding differs between CPUs and runs, so bytes may not."""
+    windows, labels and models; every module's ``k``, ``ε`` and ``F`` (float32) equal; the same step and
+    every ``Q, K`` code within one step. Float rounding differs between CPUs and runs, so bytes may not."""
     a, b = read_explorer_js(new), read_explorer_js(old)
     if {k: v for k, v in a.items() if k != "images"} != {k: v for k, v in b.items() if k != "images"}:
         return False
@@ -382,7 +461,7 @@ def same_explorer_data(new: str, old: str) -> bool:
         return False
     for name, ea in a["images"].items():
         eb = b["images"][name]
-        if any(ea[k] != eb[k] for k in ("shape", "lr", "labels")):
+        if any(ea.get(k) != eb.get(k) for k in ("shape", "window", "lr", "labels")):
             return False
         if ea["embeddings"].keys() != eb["embeddings"].keys():
             return False
@@ -394,23 +473,20 @@ def same_explorer_data(new: str, old: str) -> bool:
     return True
 
 
-def coding_tolerances(k: float, c: int, projection: np.ndarray) -> tuple[float, float]:
+def coding_tolerances(k: float, projection: np.ndarray) -> tuple[float, float]:
     """``(τ_exact, τ_estimate)``: every weight of the page's exact map and estimate lies within a factor
     ``e^{±τ}`` of :func:`enlcn.explore.explore`'s on the float32 model, for this module's coding.
 
-    The page's unit directions are ``v̂ = v + e`` with every coordinate of ``e`` within ``u = 2⁻¹¹`` (float16's
-    unit roundoff) in an orthonormal basis, so ``‖e‖ ≤ ε = √c·u``.
+    The page's unit directions are ``v̂ = v + e`` with ``‖e‖ ≤ u = 2⁻¹¹`` (float16's unit roundoff) for every
+    row (:func:`pack_embeddings` checks it): float16 storage's own guarantee, so these are float16's bounds.
 
-    * Exact map: a logit ``k·v̂ᵢ·v̂ⱼ`` moves by at most ``B = k(2ε + ε²)`` (``logit_error_bound``); the
+    * Exact map: a logit ``k·v̂ᵢ·v̂ⱼ`` moves by at most ``B = k(2u + u²)`` (:func:`logit_error_bound`); the
       softmax's normaliser by at most ``B`` too, so each weight by a factor within ``e^{±2B}``: ``τ = 2B``.
-      (float16 storage of ``Q, K`` guarantees ``B = 2u·k``, i.e. ``ε = u``: this coding's worst case is
-      ``√c ≈ 3.5`` times float16's; measured, about twice.)
     * Estimate (Eqs. 4–6): the exponent ``a_r = √k·f_r·v̂ − k‖v̂‖²/2`` of φ moves by at most
-      ``A = √k·max‖f_r‖·ε + k(ε + ε²/2)``, so every ``φ_r`` by ``e^{±A}``, a numerator ``φ(Qᵢ)ᵀφ(Kⱼ)`` by
+      ``A = √k·max‖f_r‖·u + k(u + u²/2)``, so every ``φ_r`` by ``e^{±A}``, a numerator ``φ(Qᵢ)ᵀφ(Kⱼ)`` by
       ``e^{±2A}`` and a weight (numerator over their sum) by ``e^{±4A}``: ``τ = 4A``.
 
     explore()'s own float32 rounding (~1e-6 relative) is far inside both (tests/test_browser.py,
     tests/test_explore.py assert them)."""
-    eps = np.sqrt(c) * U
     f_max = float(np.linalg.norm(projection, axis=1).max())
-    return 2 * logit_error_bound(k, c), 4 * (np.sqrt(k) * f_max * eps + k * (eps + eps**2 / 2))
+    return 2 * logit_error_bound(k), 4 * (np.sqrt(k) * f_max * U + k * (U + U**2 / 2))

@@ -20,9 +20,10 @@
 
   // ------------------------------------------------------------------------------------ decoding
   // The coding of enlcn.study.explorer.pack_embeddings: per image and model, every Q and K's unit
-  // directions as integer coordinates (steps of 2^-10) in the array's own basis; median-predicted residuals,
-  // Rice-coded in blocks of 16, written 13 bits to two letters. Decoded once per image and model.
-  const STEP = 2 ** -10, BLOCK = 16, K_BITS = 4, GROUP = 13;
+  // directions as integer coordinates (in steps of entry.step, 9·2^-15 for c = 12: every row within 2^-11) in
+  // the array's own basis; median-predicted residuals, Rice-coded in blocks of 16, written 13 bits to two
+  // letters. Decoded once per image and model.
+  const BLOCK = 16, K_BITS = 4, GROUP = 13;
   const ALPHABET = Array.from({ length: 92 }, (_, i) => String.fromCharCode(35 + i)).filter((ch) => ch !== "\\").join("");
   function bytes(b64) {
     const bin = atob(b64), out = new Uint8Array(bin.length);
@@ -69,13 +70,13 @@
     }
     return codes;
   }
-  // Unit directions (row-major n×c, float64) v̂ = STEP·codes·basisᵀ of the array whose planes start at
+  // Unit directions (row-major n×c, float64) v̂ = step·codes·basisᵀ of the array whose planes start at
   // plane0, summed as enlcn.study.explorer.unit_directions does; not renormalised (Q = √k·v̂).
-  function directions(codes, basis, plane0, c, n) {
+  function directions(codes, basis, step, plane0, c, n) {
     const u = new Float64Array(n * c);
     for (let j = 0; j < n; j++) {
       for (let b = 0; b < c; b++) {
-        const coord = codes[(plane0 + b) * n + j] * STEP;
+        const coord = codes[(plane0 + b) * n + j] * step;
         for (let a = 0; a < c; a++) u[j * c + a] += coord * basis[a * c + b];
       }
     }
@@ -89,7 +90,7 @@
       const [h, w] = D.images[image].shape, entry = D.images[image].embeddings[model];
       const P = 2 * D.models[model].length * D.models[model][0].c;
       // one set per task (~0.2 s each under load), so that clicks are served between background decodes
-      packed.set(key, new Promise((done) => setTimeout(() => done({ codes: decodeCodes(entry, P, h, w), bases: floats(entry.bases) }), 0)));
+      packed.set(key, new Promise((done) => setTimeout(() => done({ codes: decodeCodes(entry, P, h, w), bases: floats(entry.bases), step: entry.step }), 0)));
     }
     return packed.get(key);
   }
@@ -97,11 +98,11 @@
   async function units(image, model, module) {
     const key = image + "|" + model + "|" + module;
     if (!unitCache.has(key)) {
-      const { codes, bases } = await codesOf(image, model), [h, w] = D.images[image].shape;
+      const { codes, bases, step } = await codesOf(image, model), [h, w] = D.images[image].shape;
       const c = D.models[model][module].c, n = h * w, basis = (j) => bases.subarray(j * c * c, (j + 1) * c * c);
       unitCache.set(key, {
-        uq: directions(codes, basis(2 * module), 2 * module * c, c, n),
-        uk: directions(codes, basis(2 * module + 1), (2 * module + 1) * c, c, n),
+        uq: directions(codes, basis(2 * module), step, 2 * module * c, c, n),
+        uk: directions(codes, basis(2 * module + 1), step, (2 * module + 1) * c, c, n),
       });
     }
     return unitCache.get(key);
