@@ -28,7 +28,7 @@
 // 24 vs 64 µs); where brgemm is unusable the same products run on sgemm. The gradients of K and V are
 // accumulated transposed ([d, K·S], [dv, K·S] per group: the wide orientation) and transposed back once
 // per group. Groups are independent, so threads own whole groups and no two threads write the same gradient.
-#include <torch/extension.h>
+#include "torch_ext.h"
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -82,7 +82,7 @@ struct Shapes {
   int64_t rows_max() const { return std::min(rb, S); }
 };
 
-Shapes check(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+Shapes check(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
              const std::vector<int64_t>& offsets, int64_t rb) {
   for (const auto* t : {&q, &k, &v}) {
     TORCH_CHECK(t->device().is_cpu() && t->scalar_type() == at::kFloat && t->is_contiguous() && t->dim() == 4,
@@ -148,11 +148,11 @@ void scatter_window(const Shapes& s, const std::vector<int64_t>& offsets, int64_
   }
 }
 
-std::vector<torch::Tensor> window_forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+std::vector<at::Tensor> window_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                           const std::vector<int64_t>& offsets, int64_t rb) {
   const Shapes s = check(q, k, v, offsets, rb);
-  auto out = torch::empty({s.G, s.K, s.S, s.dv}, q.options());
-  auto lse = torch::empty({s.G, s.K, s.S}, q.options());
+  auto out = at::empty({s.G, s.K, s.S, s.dv}, q.options());
+  auto lse = at::empty({s.G, s.K, s.S}, q.options());
   const float *Q = q.data_ptr<float>(), *Kp = k.data_ptr<float>(), *V = v.data_ptr<float>();
   float *O = out.data_ptr<float>(), *L = lse.data_ptr<float>();
   const int64_t ws = s.ws(), chunk_q = s.S * s.d, chunk_v = s.S * s.dv;
@@ -177,9 +177,9 @@ std::vector<torch::Tensor> window_forward(const torch::Tensor& q, const torch::T
 }
 
 // Gradients dq, dk, dv (shapes of q, k, v) from grad_out [G, K, S, dv] and grad_lse [G, K, S].
-std::vector<torch::Tensor> window_backward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                                           const torch::Tensor& out, const torch::Tensor& grad_out,
-                                           const torch::Tensor& grad_lse, const std::vector<int64_t>& offsets,
+std::vector<at::Tensor> window_backward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                           const at::Tensor& out, const at::Tensor& grad_out,
+                                           const at::Tensor& grad_lse, const std::vector<int64_t>& offsets,
                                            int64_t rb) {
   const Shapes s = check(q, k, v, offsets, rb);
   TORCH_CHECK(out.sizes() == v.sizes() && grad_out.sizes() == v.sizes() && out.is_contiguous() &&
@@ -188,7 +188,7 @@ std::vector<torch::Tensor> window_backward(const torch::Tensor& q, const torch::
   TORCH_CHECK(grad_lse.is_contiguous() && grad_lse.numel() == s.G * s.K * s.S &&
                   grad_lse.scalar_type() == at::kFloat,
               "window attention backward: grad_lse must be contiguous float32 [G, K, S]");
-  auto dq = torch::empty_like(q), dk = torch::empty_like(k), dv = torch::empty_like(v);
+  auto dq = at::empty_like(q), dk = at::empty_like(k), dv = at::empty_like(v);
   const float *Q = q.data_ptr<float>(), *Kp = k.data_ptr<float>(), *V = v.data_ptr<float>();
   const float *O = out.data_ptr<float>(), *dO = grad_out.data_ptr<float>(), *dL = grad_lse.data_ptr<float>();
   float *dQ = dq.data_ptr<float>(), *dK = dk.data_ptr<float>(), *dV = dv.data_ptr<float>();

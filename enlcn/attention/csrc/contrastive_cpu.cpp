@@ -20,7 +20,7 @@
 // these sparse derivatives onto Q and K (the backward pass). Non-finite Q or K give NaN terms (and zero
 // weights).
 
-#include <torch/extension.h>
+#include "torch_ext.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -278,11 +278,11 @@ void row_term(const float* t, const int64_t* top, int64_t rel, int64_t start, in
 
 // q, k: [B, N, c] float32. Returns (terms [B, N], index [B, N, n_sel] int64, weight [B, N, n_sel]).
 // counting_max: rows with at most this many candidates are ranked by counting, others by bisection
-std::vector<torch::Tensor> contrastive_rows(torch::Tensor q, torch::Tensor k, int64_t rel, int64_t start,
+std::vector<at::Tensor> contrastive_rows(at::Tensor q, at::Tensor k, int64_t rel, int64_t start,
                                             int64_t stop, bool official, double margin, bool hinge,
                                             int64_t counting_max) {
   TORCH_CHECK(q.dim() == 3 && q.sizes() == k.sizes(), "contrastive_rows: q and k must be [B, N, c] alike");
-  TORCH_CHECK(q.scalar_type() == torch::kFloat32 && k.scalar_type() == torch::kFloat32,
+  TORCH_CHECK(q.scalar_type() == at::kFloat && k.scalar_type() == at::kFloat,
               "contrastive_rows: float32 only");
   TORCH_CHECK(0 < rel && rel <= start && start < stop && stop <= q.size(1),
               "contrastive_rows: need 0 < rel <= start < stop <= N");
@@ -290,16 +290,16 @@ std::vector<torch::Tensor> contrastive_rows(torch::Tensor q, torch::Tensor k, in
   q = q.contiguous();
   auto kt = k.transpose(1, 2).contiguous();  // [B, c, N]: each relevance row is c axpy passes
   const int64_t B = q.size(0), N = q.size(1), C = q.size(2), n_sel = rel + stop - start;
-  auto terms = torch::empty({B, N}, q.options());
-  auto index = torch::empty({B, N, n_sel}, q.options().dtype(torch::kInt64));
-  auto weight = torch::empty({B, N, n_sel}, q.options());
+  auto terms = at::empty({B, N}, q.options());
+  auto index = at::empty({B, N, n_sel}, q.options().dtype(at::kLong));
+  auto weight = at::empty({B, N, n_sel}, q.options());
   const float* qp = q.data_ptr<float>();
   const float* kp = kt.data_ptr<float>();
   float* tp = terms.data_ptr<float>();
   int64_t* ip = index.data_ptr<int64_t>();
   float* wp = weight.data_ptr<float>();
   // non-finite embeddings make every term NaN (as the reference's sums would); checked once, not per row
-  const bool finite = torch::isfinite(q).all().item<bool>() && torch::isfinite(k).all().item<bool>();
+  const bool finite = at::isfinite(q).all().item<bool>() && at::isfinite(k).all().item<bool>();
 #pragma omp parallel
   {
     std::vector<float> row(N);
@@ -329,18 +329,18 @@ std::vector<torch::Tensor> contrastive_rows(torch::Tensor q, torch::Tensor k, in
 // The backward pass: with w = scale * weight, dQ_i = sum_s w_is K_{j_s} and dK_j = sum_{(i,s): j_s = j} w_is Q_i.
 // A row's keys lie in its own image, so images are independent: one image per thread, no atomics, and the
 // same sums in the same order whatever the thread count.
-std::vector<torch::Tensor> contrastive_grads(torch::Tensor q, torch::Tensor k, torch::Tensor index,
-                                             torch::Tensor weight, double scale) {
+std::vector<at::Tensor> contrastive_grads(at::Tensor q, at::Tensor k, at::Tensor index,
+                                             at::Tensor weight, double scale) {
   TORCH_CHECK(q.dim() == 3 && q.sizes() == k.sizes(), "contrastive_grads: q and k must be [B, N, c] alike");
   TORCH_CHECK(index.dim() == 3 && index.sizes() == weight.sizes() && index.size(0) == q.size(0) &&
                   index.size(1) == q.size(1), "contrastive_grads: index and weight must be [B, N, n_sel]");
-  TORCH_CHECK(index.scalar_type() == torch::kInt64 && weight.scalar_type() == torch::kFloat32 &&
-                  q.scalar_type() == torch::kFloat32 && k.scalar_type() == torch::kFloat32,
+  TORCH_CHECK(index.scalar_type() == at::kLong && weight.scalar_type() == at::kFloat &&
+                  q.scalar_type() == at::kFloat && k.scalar_type() == at::kFloat,
               "contrastive_grads: float32 q, k, weight and int64 index only");
   q = q.contiguous(), k = k.contiguous(), index = index.contiguous(), weight = weight.contiguous();
   const int64_t B = q.size(0), N = q.size(1), C = q.size(2), S = index.size(2);
-  auto dq = torch::zeros_like(q);
-  auto dk = torch::zeros_like(k);
+  auto dq = at::zeros_like(q);
+  auto dk = at::zeros_like(k);
   const float* qp = q.data_ptr<float>();
   const float* kp = k.data_ptr<float>();
   const int64_t* ip = index.data_ptr<int64_t>();

@@ -17,7 +17,7 @@
 //   phase 2, per block b (parallel):  Φq = exp(P_q Zq_b)                    [rows, w]
 //                                     R = ctx Φq                            [C+1, w]
 //                                     Y_b = X_b + R[:C] / R[C]
-#include <torch/extension.h>
+#include "torch_ext.h"
 #include <ATen/Parallel.h>
 #include <ATen/native/CPUBlas.h>
 #include <omp.h>
@@ -121,9 +121,9 @@ void normalise(float* E, int64_t c, int64_t w, int64_t lde, const float* bias, f
 
 // x [B, C, H, W] float32 contiguous; w_qk [2c, C]; b_qk [2c]; p_q [rows, c+2]; p_k [m, c+2]; w_v [C, C];
 // b_v [C]. See enlcn/attention/native.py for the meaning of p_q, p_k, eps_k (built there from the module).
-torch::Tensor enlca_forward(const torch::Tensor& x, const torch::Tensor& w_qk, const torch::Tensor& b_qk,
-                            const torch::Tensor& p_q, const torch::Tensor& p_k, const torch::Tensor& w_v,
-                            const torch::Tensor& b_v, double scale, double norm_eps, double eps_k,
+at::Tensor enlca_forward(const at::Tensor& x, const at::Tensor& w_qk, const at::Tensor& b_qk,
+                            const at::Tensor& p_q, const at::Tensor& p_k, const at::Tensor& w_v,
+                            const at::Tensor& b_v, double scale, double norm_eps, double eps_k,
                             double res_scale, int64_t block) {
   for (const auto* t : {&x, &w_qk, &b_qk, &p_q, &p_k, &w_v, &b_v}) {
     TORCH_CHECK(t->device().is_cpu() && t->scalar_type() == at::kFloat && t->is_contiguous(),
@@ -136,7 +136,7 @@ torch::Tensor enlca_forward(const torch::Tensor& x, const torch::Tensor& w_qk, c
                   (rows == m || rows == m + 1) && w_v.size(0) == C && w_v.size(1) == C && b_v.numel() == C,
               "enlca_forward: inconsistent shapes");
   const bool eps_row = rows == m + 1;
-  auto out = torch::empty_like(x);
+  auto out = at::empty_like(x);
   const int64_t blocks = (N + block - 1) / block;
   const int threads = at::get_num_threads();
   std::vector<float> zq(blocks * z * block);                      // [blocks][z][block]: Zq of every block
@@ -230,7 +230,7 @@ torch::Tensor enlca_forward(const torch::Tensor& x, const torch::Tensor& w_qk, c
 }
 
 // exp as the kernel computes it (for the accuracy test)
-torch::Tensor fast_exp(const torch::Tensor& a) {
+at::Tensor fast_exp(const at::Tensor& a) {
   TORCH_CHECK(a.device().is_cpu() && a.scalar_type() == at::kFloat, "fast_exp: float32 CPU tensor");
   auto out = a.contiguous().clone();
   exp_rows(out.data_ptr<float>(), 1, out.numel(), out.numel(), 0.f, nullptr);
