@@ -25,7 +25,12 @@ On x86 CPUs a module with 1×1 embeddings trains on a native kernel instead (:fu
 (Eq. 2), Eq. 3's normalisation and the module's residual, from ``x`` to ``x + res_scale·Y``, one parallel
 region per direction with its products on oneDNN's brgemm (or sgemm), none of the embedding's product,
 bias, layout copies and residual passes around it. ``ENLCN_NATIVE=0`` (or no compiler) leaves
-:func:`enla_fused`.
+:func:`enla_fused`. Measured on a 2-core AVX-512 Xeon, 2 threads, at the ``cpu`` profile (5 modules,
+B = 8, C = 48, 32×32, m = 32, forward + backward, channels_last input as inside the model; interleaved
+rounds in one process, medians): with the embedding, its bias and the residual around the kernel in
+PyTorch 56 ms at the AVX2 level (43 ms at AVX-512), inside it 48 ms (34 ms), of which the kernel is
+~94 % (sampled at one thread: ~45 % of the time in oneDNN's products, ~35 % in the kernel's own loops
+and transposes).
 """
 
 from __future__ import annotations
