@@ -138,10 +138,27 @@ def test_native_training_kernel_handles_clamped_norms(enla_kernel):
         assert ((a - b).abs().max() / a.abs().max()).item() < 1e-4
 
 
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_native_training_kernel_output_is_channels_last(layout, enla_kernel):
+    # as the Python path's x + token-major Y: the convolutions after the module run channels_last (at the
+    # AVX2 level they are faster so)
+    mod = ENLCA(16, ENLCAOptions.create("official", m=16)).train()
+    mod.contrastive_enabled = False
+    x = torch.randn(2, 16, 6, 7)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    y = mod(x)
+    y.sum().backward()
+    assert y.is_contiguous(memory_format=torch.channels_last) and torch.isfinite(x.grad).all()
+
+
 def test_native_training_kernel_is_not_taken_where_it_does_not_apply(monkeypatch):
     mod = ENLCA(16, ENLCAOptions.create("official", m=16, key_norm="query")).train()
     x = torch.randn(1, 16, 5, 5)
     assert mod.native_training_kernel(x) is None  # Eq. 3 read literally: the Python path
+    mod = ENLCA(16, ENLCAOptions.create("official", m=16, embed_kernel=3)).train()
+    assert mod.native_training_kernel(x) is None  # the kernel computes 1×1 embeddings only
     mod = ENLCA(16, ENLCAOptions.create("official", m=16)).train()
     assert mod.native_training_kernel(x.double()) is None
     with torch.no_grad():

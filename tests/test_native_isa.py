@@ -65,6 +65,11 @@ def test_kernels_equal_the_python_paths_at_each_level(level):
     for name in ("inference", "contrastive", "attention", "enla_train"):
         isa, status = got[name]
         assert isa == level and status.startswith(f"native ({native.LABELS[level]}"), (name, got[name])
+    # the kernels with block products say what runs them: oneDNN's brgemm where its effective instruction
+    # set is AVX2 or above, else sgemm (the generic level's cap, SSE4.1: ATen's brgemm would fall back)
+    for name in ("inference", "attention", "enla_train"):
+        expected = "sgemm" if level == "generic" else "oneDNN brgemm"
+        assert got[name][1].endswith(f", {expected})"), (name, got[name])
     tests = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow", *KERNEL_TESTS],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT,

@@ -65,11 +65,17 @@ class ENLCA(Attention):
         ``[B, N, C]`` view): token-major output, so the norms of Eq. 3 reduce over contiguous rows, and no
         ``_slow_conv2d`` on the CPU.
         """
+        weight, bias = self.embedding_weights()  # [2c + C, C, h, h] (flattened when h = 1), [2c + C]
+        if self.options.embed_kernel == 1:
+            return F.linear(tokens(x), weight, bias)
+        return tokens(F.conv2d(x, weight, bias, padding=self.theta.padding))
+
+    def embedding_weights(self) -> tuple[Tensor, Tensor]:
+        """θ, δ, ψ's kernels stacked, ``[2c + C, C]`` for 1×1 kernels (else ``[2c + C, C, h, h]``), and
+        their biases ``[2c + C]``."""
         weight = torch.cat([self.theta.weight, self.delta.weight, self.psi.weight])  # [2c + C, C, h, h]
         bias = torch.cat([self.theta.bias, self.delta.bias, self.psi.bias])
-        if self.options.embed_kernel == 1:
-            return F.linear(tokens(x), weight.flatten(1), bias)
-        return tokens(F.conv2d(x, weight, bias, padding=self.theta.padding))
+        return (weight.flatten(1) if self.options.embed_kernel == 1 else weight), bias
 
     def embed(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``Q, K, V`` tokens (``[B, N, c]``, ``[B, N, c]``, ``[B, N, C]``) of Eq. 3 (tests/test_enlca.py
@@ -99,17 +105,17 @@ class ENLCA(Attention):
         self.aux_loss = None
         contrastive = self.training and self.contrastive_enabled
         ext = self.native_training_kernel(x)
-        if ext is not None:  # Eq. 3's normalisation and ENLA in one native op, on the embedding's maps
-            y, q, k = enla_native(
-                ext, self.embedding_maps(x), self.projection, o.k, o.norm_eps, o.feature_eps, contrastive
-            )
+        if ext is not None:  # Eqs. 2–6 and the residual in one native op
+            consts = (o.k, o.norm_eps, o.feature_eps, o.res_scale)
+            out, q, k = enla_native(ext, x, *self.embedding_weights(), self.projection, *consts, contrastive)
         else:
             q, k, v = self.embed(x)
             attend = enla_fused if self.fused_path(x) else enla  # same function and gradients
             y = attend(q, k, v, self.projection, o.feature_eps)  # [B, N, C]
+            out = feature_map(y, x.shape[-2], x.shape[-1]) * o.res_scale + x
         if contrastive:
             self.aux_loss = contrastive_loss(q, k, o.loss_form, o.n1, o.n2, o.b, o.hinge)
-        return feature_map(y, x.shape[-2], x.shape[-1]) * o.res_scale + x
+        return out
 
     def fused_path(self, x: Tensor) -> bool:
         """True when a differentiated forward takes :func:`~enlcn.attention.enla_autograd.enla_fused`:
@@ -124,8 +130,12 @@ class ENLCA(Attention):
     def native_training_kernel(self, x: Tensor) -> ModuleType | None:
         """The native training kernel (:func:`~enlcn.attention.enla_autograd.enla_native`) when a
         differentiated forward takes it: the fused path on a float32 CPU input, Eq. 3's own key norm
-        (``key_norm="own"``), the kernel available (:func:`enlcn.attention.native.load_enla_train`)."""
-        if not (self.fused_path(x) and x.device.type == "cpu" and self.options.key_norm == "own"):
+        (``key_norm="own"``), 1×1 embeddings (the kernel computes them), the kernel available
+        (:func:`enlcn.attention.native.load_enla_train`)."""
+        o = self.options
+        if not (
+            self.fused_path(x) and x.device.type == "cpu" and o.key_norm == "own" and o.embed_kernel == 1
+        ):
             return None
         from .native import load_enla_train
 

@@ -2,12 +2,16 @@
 // through ATen, with a probe that decides once per process whether brgemm can be used.
 #pragma once
 
+#include <ATen/Context.h>
 #include <ATen/native/CPUBlas.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <mutex>
+#include <string>
 #include <vector>
 
 // Fortran BLAS sgemm (MKL inside torch's x86 wheels); column-major.
@@ -29,18 +33,35 @@ inline void matmul(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
 // oneDNN's batch-reduce GEMM ukernel through ATen (float32: x86 with AVX-512): faster than MKL's sgemm on
 // the kernels' block products here (2-core AMD EPYC: ~20 % on the ENLCA inference products, 2–3× on the
 // exact-attention blocks). It takes no transposed operand, so the kernels copy or produce their operands
-// in the orientation it needs. Used only if a probe on first use succeeds and matches sgemm; otherwise (or
-// if ATen reports it unsupported) sgemm is used throughout.
+// in the orientation it needs. Used only where oneDNN's ukernel actually runs (onednn_brgemm_runs) and a
+// probe on first use succeeds and matches sgemm; otherwise (or if ATen reports it unsupported) sgemm is
+// used throughout, and uses_brgemm() says so.
 inline bool brgemm_allowed = true;  // tests switch brgemm off to exercise the sgemm path on machines that have it
 
 // Allow (default) or forbid brgemm in this extension; forbidden, sgemm runs every product (bound for the tests).
 inline void allow_brgemm(bool allowed) { brgemm_allowed = allowed; }
+
+// Whether ATen's float brgemm runs oneDNN's ukernel: only where oneDNN's effective instruction set is AVX2 or
+// above (ATen's Brgemm::device_check); below, ATen falls back to its gemm, our sgemm's equal, with a probe
+// that still passes. oneDNN's effective set is the CPU's, capped by ONEDNN_MAX_CPU_ISA when set (the generic
+// level's cap is SSE41: LIBRARY_CAPS in native.py); its symbols are not exported, so the rule is re-read here.
+inline bool onednn_brgemm_runs() {
+  if (!at::globalContext().userEnabledMkldnn()) return false;
+  if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) return false;
+  const char* cap = std::getenv("ONEDNN_MAX_CPU_ISA");
+  if (cap == nullptr) cap = std::getenv("DNNL_MAX_CPU_ISA");  // oneDNN's older spelling
+  if (cap == nullptr) return true;
+  std::string isa(cap);
+  std::transform(isa.begin(), isa.end(), isa.begin(), [](unsigned char ch) { return (char)std::toupper(ch); });
+  return isa != "SSE41" && isa != "AVX";  // the two caps below AVX2
+}
 
 inline bool brgemm_usable() {
   if (!brgemm_allowed) return false;
   static std::once_flag once;
   static bool usable = false;
   std::call_once(once, [] {
+    if (!onednn_brgemm_runs()) return;  // ATen's fallback would run: call sgemm ourselves and say so
     try {
       const int64_t M = 5, N = 33, K = 7;
       std::vector<float> A(M * K), B(K * N), C1(M * N, 0.f), C2(M * N, 0.f);
