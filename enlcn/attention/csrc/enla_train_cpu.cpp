@@ -27,7 +27,7 @@
 //   ā = φ̄ ⊙ e,  Q̄ = Fᵀ ā_Q − colsum(ā_Q) ⊙ Q,  K̄ᵀ = ā_K F − rowsum(ā_K) ⊙ Kᵀ
 //   θ̄ = (√k/n)·(Q̄ − Q̂ (Q̂·Q̄)) with Q̂ = θ/‖θ‖ (n = ‖θ‖ > eps), θ̄ = (√k/eps)·Q̄ where the norm is clamped.
 //   with G = [θ̄; δ̄; ψ̄] [L, N]:  W̄ = Σ_images G Xᵀ,  b̄ = Σ_images rowsum(G),  X̄ = Ō + Wᵀ G
-#include <torch/extension.h>
+#include "torch_ext.h"
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -146,7 +146,7 @@ struct Dims {
 
 // x [B, C, H, W] (contiguous, or channels_last when token_major), the stacked 1×1 embedding W [L, C] and
 // bias [L], F [m, c]
-Dims check(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias, const torch::Tensor& proj,
+Dims check(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, const at::Tensor& proj,
            bool token_major) {
   const auto fmt = token_major ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == at::kFloat && x.dim() == 4 && x.is_contiguous(fmt),
@@ -165,19 +165,19 @@ Dims check(const torch::Tensor& x, const torch::Tensor& weight, const torch::Ten
 // Forward: out = x + res_scale·Y (channels_last), and what the backward needs: the maps [θ; δ; ψ] [B, L, N]
 // and Y [B, C, N] (channel-major), Q, K [B, c, N], the norms of θ and δ [B, 2, N], e_Q [B, m, N], e_Kᵀ
 // [B, N, m], s_Q [B, N], s_K [B], ctx [B, C, m], z [B, m], den [B, N].
-std::vector<torch::Tensor> enla_train_forward(const torch::Tensor& x, const torch::Tensor& weight,
-                                              const torch::Tensor& bias, const torch::Tensor& proj, double sqrt_k,
+std::vector<at::Tensor> enla_train_forward(const at::Tensor& x, const at::Tensor& weight,
+                                              const at::Tensor& bias, const at::Tensor& proj, double sqrt_k,
                                               double norm_eps, double feature_eps, double res_scale,
                                               bool token_major) {
   const Dims d = check(x, weight, bias, proj, token_major);
   const auto opt = x.options();
-  auto out = torch::empty_like(x, at::MemoryFormat::ChannelsLast), maps = torch::empty({d.B, d.L, d.N}, opt), y = torch::empty({d.B, d.C, d.N}, opt);
-  auto q = torch::empty({d.B, d.c, d.N}, opt), k = torch::empty({d.B, d.c, d.N}, opt);
-  auto norms = torch::empty({d.B, 2, d.N}, opt);
-  auto e_q = torch::empty({d.B, d.m, d.N}, opt), e_k = torch::empty({d.B, d.N, d.m}, opt);
-  auto s_q = torch::empty({d.B, d.N}, opt), s_k = torch::empty({d.B}, opt);
-  auto ctx = torch::empty({d.B, d.C, d.m}, opt), z = torch::empty({d.B, d.m}, opt);
-  auto den = torch::empty({d.B, d.N}, opt);
+  auto out = at::empty_like(x, at::MemoryFormat::ChannelsLast), maps = at::empty({d.B, d.L, d.N}, opt), y = at::empty({d.B, d.C, d.N}, opt);
+  auto q = at::empty({d.B, d.c, d.N}, opt), k = at::empty({d.B, d.c, d.N}, opt);
+  auto norms = at::empty({d.B, 2, d.N}, opt);
+  auto e_q = at::empty({d.B, d.m, d.N}, opt), e_k = at::empty({d.B, d.N, d.m}, opt);
+  auto s_q = at::empty({d.B, d.N}, opt), s_k = at::empty({d.B}, opt);
+  auto ctx = at::empty({d.B, d.C, d.m}, opt), z = at::empty({d.B, d.m}, opt);
+  auto den = at::empty({d.B, d.N}, opt);
   const float scale = (float)sqrt_k, neps = (float)norm_eps, feps = (float)feature_eps, rs = (float)res_scale;
   const bool bg = enlcn_native::brgemm_usable();
   std::vector<float> f_t(d.c * d.m);  // Fᵀ [c, m]
@@ -246,13 +246,13 @@ std::vector<torch::Tensor> enla_train_forward(const torch::Tensor& x, const torc
 // Backward: from the gradient of out (channels_last) and (defined or not) the gradients of the token-major Q
 // and K [B, N, c] that ENLCN's contrastive loss used: the gradient of x (channels_last), and per image the
 // gradients of W [B, L, C] and of the bias [B, L] (the caller sums them over the batch).
-std::vector<torch::Tensor> enla_train_backward(const torch::Tensor& x, const torch::Tensor& weight,
-                                               const torch::Tensor& bias, const torch::Tensor& proj, double sqrt_k,
+std::vector<at::Tensor> enla_train_backward(const at::Tensor& x, const at::Tensor& weight,
+                                               const at::Tensor& bias, const at::Tensor& proj, double sqrt_k,
                                                double norm_eps, double feature_eps, double res_scale,
-                                               bool token_major, const std::vector<torch::Tensor>& saved,
-                                               const torch::Tensor& grad_out,
-                                               const c10::optional<torch::Tensor>& grad_q_tokens,
-                                               const c10::optional<torch::Tensor>& grad_k_tokens) {
+                                               bool token_major, const std::vector<at::Tensor>& saved,
+                                               const at::Tensor& grad_out,
+                                               const c10::optional<at::Tensor>& grad_q_tokens,
+                                               const c10::optional<at::Tensor>& grad_k_tokens) {
   const Dims d = check(x, weight, bias, proj, token_major);
   TORCH_CHECK(saved.size() == 12, "enla_train_backward: expected the 12 tensors enla_train_forward saved");
   TORCH_CHECK(grad_out.is_contiguous(at::MemoryFormat::ChannelsLast) && grad_out.scalar_type() == at::kFloat &&
@@ -265,8 +265,8 @@ std::vector<torch::Tensor> enla_train_backward(const torch::Tensor& x, const tor
   const auto &maps = saved[0], &y = saved[1], &q = saved[2], &k = saved[3], &norms = saved[4], &e_q = saved[5];
   const auto &e_k = saved[6], &s_q = saved[7], &s_k = saved[8], &ctx = saved[9], &z = saved[10], &den = saved[11];
   const auto opt = x.options();
-  auto grad_x = torch::empty_like(x, at::MemoryFormat::ChannelsLast), grad_w = torch::empty({d.B, d.L, d.C}, opt);
-  auto grad_b = torch::empty({d.B, d.L}, opt);
+  auto grad_x = at::empty_like(x, at::MemoryFormat::ChannelsLast), grad_w = at::empty({d.B, d.L, d.C}, opt);
+  auto grad_b = at::empty({d.B, d.L}, opt);
   const float scale = (float)sqrt_k, neps = (float)norm_eps, feps = (float)feature_eps, rs = (float)res_scale;
   const bool bg = enlcn_native::brgemm_usable();
   const float* gq_tok = grad_q_tokens.has_value() ? grad_q_tokens->data_ptr<float>() : nullptr;
