@@ -165,7 +165,8 @@ def test_make_lock_resolves_for_the_stated_target_without_torch(tmp_path):
         ["make", "-n", "-C", str(ROOT), "lock", f"VENV={tmp_path / 'v'}", "LOCK_DATE=2026-01-02T03:04:05Z"],
         capture_output=True, text=True, timeout=60, check=True,
     ).stdout
-    assert re.search(r"pip\b.* install .*--require-hashes .*-r requirements/uv-tool.txt", out), "a hash-pinned uv"
+    hash_pinned_uv = r"pip\b.* install .*--require-hashes .*-r requirements/uv-tool.txt"
+    assert re.search(hash_pinned_uv, out), "make lock installs uv hash-pinned"
     compile_ = " ".join(out.split("\\\n"))
     for flag in (
         "uv pip compile pyproject.toml requirements/lock.in --extra book --extra dev",
