@@ -118,8 +118,8 @@ def test_readme_layout_table():
     listed = set(re.findall(r"`([a-z][\w-]*)`", rows["Makefile"]))
     assert listed == _phony_targets() - {"help", "native"}, "the Makefile row and the Makefile differ"
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    assert re.findall(r"^\s*make ([\w-]+)", ci, re.M) == ["test", "test-paper-smoke"]
-    assert re.search(r"`make test`, then `make test-paper-smoke`", rows[".ci/run"])
+    assert re.findall(r"^\s*make ([\w-]+)", ci, re.M) == ["venv", "test", "test-paper-smoke"]
+    assert re.search(r"`make venv native`, then `make test`, then `make test-paper-smoke`", rows[".ci/run"])
 
 
 def test_readme_durations_name_their_machine():
