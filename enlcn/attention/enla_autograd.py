@@ -121,9 +121,7 @@ class _NativeENLA(torch.autograd.Function):
         tokens: bool,
     ):
         layout = token_major(x)
-        out, *saved = ext.forward(
-            x, weight, bias, projection, *consts, layout
-        )  # out channels_last; maps, Y, …
+        out, *saved = ext.forward(x, weight, bias, projection, *consts, layout)  # out: channels_last
         ctx.ext, ctx.consts, ctx.layout = ext, consts, layout
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(x, weight, bias, projection, *saved)

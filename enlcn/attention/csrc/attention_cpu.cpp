@@ -29,7 +29,6 @@
 // accumulated transposed ([d, K·S], [dv, K·S] per group: the wide orientation) and transposed back once
 // per group. Groups are independent, so threads own whole groups and no two threads write the same gradient.
 #include "torch_ext.h"
-#include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <chrono>

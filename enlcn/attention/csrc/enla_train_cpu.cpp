@@ -28,7 +28,6 @@
 //   θ̄ = (√k/n)·(Q̄ − Q̂ (Q̂·Q̄)) with Q̂ = θ/‖θ‖ (n = ‖θ‖ > eps), θ̄ = (√k/eps)·Q̄ where the norm is clamped.
 //   with G = [θ̄; δ̄; ψ̄] [L, N]:  W̄ = Σ_images G Xᵀ,  b̄ = Σ_images rowsum(G),  X̄ = Ō + Wᵀ G
 #include "torch_ext.h"
-#include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <cmath>
@@ -108,16 +107,25 @@ float subtract_max(float* row, int64_t n, float sub) {
   return smax;
 }
 
-// Σ_i a[i]·b[i] (b = nullptr: Σ_i a[i]) for i < n, over kLanes partial sums: a scalar loop is one serial chain
-// of dependent adds (the backward's bias row sums alone were ~30 % of its own loops, measured at AVX2)
+// Σ_i a[i]·b[i] for i < n, over kLanes partial sums: a scalar loop is one serial chain of dependent adds
 float dot(const float* a, const float* b, int64_t n) {
   int64_t i = 0;
   simd::Vec acc = simd::zero();
-  for (; i + simd::kLanes <= n; i += simd::kLanes)
-    acc = b ? simd::fmadd(simd::load(a + i), simd::load(b + i), acc) : simd::add(acc, simd::load(a + i));
+  for (; i + simd::kLanes <= n; i += simd::kLanes) acc = simd::fmadd(simd::load(a + i), simd::load(b + i), acc);
   float sum = simd::reduce_add(acc);
-  for (; i < n; ++i) sum += b ? a[i] * b[i] : a[i];
+  for (; i < n; ++i) sum += a[i] * b[i];
   return sum;
+}
+
+// Σ_i a[i] for i < n, over kLanes partial sums as dot (the backward's bias row sums were ~30 % of its own
+// loops as a serial scalar chain, measured at AVX2)
+float sum(const float* a, int64_t n) {
+  int64_t i = 0;
+  simd::Vec acc = simd::zero();
+  for (; i + simd::kLanes <= n; i += simd::kLanes) acc = simd::add(acc, simd::load(a + i));
+  float total = simd::reduce_add(acc);
+  for (; i < n; ++i) total += a[i];
+  return total;
 }
 
 // a[i] *= e[i] for i < n; returns Σ_i a[i] (the products), over kLanes partial sums as dot
@@ -235,7 +243,7 @@ std::vector<at::Tensor> enla_train_forward(const at::Tensor& x, const at::Tensor
       for (int64_t ch = 0; ch < d.C; ++ch)
         for (int64_t j = 0; j < d.N; ++j) Y[ch * d.N + j] *= inv_den[j];
       // out = x + res_scale·Y, token-major [N, C]
-      for (int64_t q = 0; q < d.C * d.N; ++q) o_cm[q] = Xc[q] + rs * Y[q];
+      for (int64_t i = 0; i < d.C * d.N; ++i) o_cm[i] = Xc[i] + rs * Y[i];
       transpose(o_cm.data(), d.C, d.N, d.N, out.data_ptr<float>() + b * d.N * d.C, d.C);
     }
     if (bg) at::native::cpublas::brgemm_release(false);
@@ -353,7 +361,7 @@ std::vector<at::Tensor> enla_train_backward(const at::Tensor& x, const at::Tenso
       // through [θ; δ; ψ] = W X + b: W̄ = G Xᵀ [L, C], b̄ = rowsum(G), X̄ = out's gradient + Wᵀ G
       float* GX = grad_x.data_ptr<float>() + b * d.C * d.N;
       float* GB = grad_b.data_ptr<float>() + b * d.L;
-      for (int64_t r = 0; r < d.L; ++r) GB[r] = dot(G + r * d.N, nullptr, d.N);
+      for (int64_t r = 0; r < d.L; ++r) GB[r] = sum(G + r * d.N, d.N);
       if (!token_major) transpose(X, d.C, d.N, d.N, x_t.data(), d.C);
       const float* Xt = token_major ? X : x_t.data();  // token-major [N, C]
       matmul_nn(bg, d.L, d.C, d.N, G, d.N, Xt, d.C, grad_w.data_ptr<float>() + b * d.L * d.C, d.C);

@@ -18,7 +18,6 @@
 //                                     R = ctx Φq                            [C+1, w]
 //                                     Y_b = X_b + R[:C] / R[C]
 #include "torch_ext.h"
-#include <ATen/Parallel.h>
 #include <ATen/native/CPUBlas.h>
 #include <omp.h>
 
