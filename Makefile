@@ -97,6 +97,8 @@ LOCK_TORCH    := $(shell sed -n 's/^torch==\([^ ]*\).*/\1/p' requirements/lock.i
 UV_VERSION    := $(shell sed -n 's/^uv==\([^ ]*\).*/\1/p' requirements/uv-tool.txt)
 INSTALLER     ?= uv
 TEST_JOBS     ?= 2
+# what ruff checks, in `make test` and `make lint` alike
+LINT_PATHS    := enlcn tests tools book/gen_deviations.py
 UV            := $(VENV)/uv-$(UV_VERSION)/bin/uv
 # the names the lock file $(1) pins, sorted
 lock_names     = sed -n 's/^\([A-Za-z0-9][A-Za-z0-9._-]*\)==.*/\1/p' $(1) | LC_ALL=C sort
@@ -167,7 +169,7 @@ $(KERNEL): $(STAMP)
 # each: on two cores about 0.6× the time of one process); TEST_JOBS=0 runs it in this process.
 test: $(STAMP) native
 	$(if $(filter 0,$(TEST_JOBS)),,OMP_NUM_THREADS=1) $(PY) -m pytest -q -m "not slow and not paper_smoke" -n $(TEST_JOBS) --dist loadfile $(PYTEST_ARGS)
-	$(PY) -m ruff check enlcn tests
+	$(PY) -m ruff check $(LINT_PATHS)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
@@ -188,7 +190,7 @@ test-browser: book
 	ENLCN_REQUIRE_BROWSER=1 $(PY) -m pytest -q -m browser $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(PY) -m ruff check enlcn tests tools book/gen_deviations.py
+	$(PY) -m ruff check $(LINT_PATHS)
 
 # ------------------------------------------------------------------------------------------------- book
 # `make book` = run every notebooks/*.ipynb with papermill (atomic writes into book/notebooks/, git-ignored),

@@ -32,7 +32,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
@@ -41,7 +40,8 @@ from . import atomic, faultpoint
 from .data.datasets import random_patch
 from .data.images import to_tensor
 from .folderlock import FolderLock
-from .models import build_model, contrastive_loss, set_contrastive
+from .loss import objective
+from .models import build_model, set_contrastive
 from .models.checkpoints import key_problems, read_checkpoint
 from .variants import DEVIATIONS
 
@@ -457,10 +457,7 @@ class Trainer:
         """One optimisation step of Eq. 12; returns (L1, contrastive loss or None)."""
         autocast = torch.autocast("cuda", torch.bfloat16, enabled=self.config.bf16 and lr.is_cuda)
         with autocast:
-            sr = self.forward(lr)
-            l1 = F.l1_loss(sr.float(), hr)
-            cl = contrastive_loss(self.model)
-            loss = l1 if cl is None else l1 + self.config.lambda_cl * cl
+            loss, l1, cl = objective(self.model, self.forward(lr), hr, self.config.lambda_cl)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {loss.item()} at step {self.step} (L1 {l1.item()})")
         self.optimizer.zero_grad(set_to_none=True)

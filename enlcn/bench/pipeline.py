@@ -56,14 +56,13 @@ PIPELINE_COLUMNS = (
 def build_train_step(model: str, profile: str, device: str, seed: int = 0) -> tuple[Callable[[], None], int]:
     """``(step, parameters)``: one training step of ``model`` under ``profile``'s settings as a closure.
 
-    The step is the loss of Eq. 12 (L1 + ``lambda_cl`` · contrastive loss, when the model has one) on
+    The step is the loss of Eq. 12 (:func:`enlcn.loss.objective`: L1 + ``lambda_cl`` · contrastive loss) on
     random LR/HR tensors of the profile's batch and patch shapes, backward, and an Adam step. With
     ``ENLCN_CHANNELS_LAST=1`` in the environment (:data:`CHANNELS_LAST_ENV`) the model and the tensors are
     channels_last instead of NCHW (the study trains NCHW; this measures what the layout would change).
     """
-    import torch.nn.functional as F
-
-    from ..models import build_model, contrastive_loss, count_parameters, set_contrastive
+    from ..loss import objective
+    from ..models import build_model, count_parameters, set_contrastive
     from ..train import train_config
 
     torch.manual_seed(seed)
@@ -79,9 +78,7 @@ def build_train_step(model: str, profile: str, device: str, seed: int = 0) -> tu
         lr, hr = (t.contiguous(memory_format=torch.channels_last) for t in (lr, hr))
 
     def step() -> None:
-        l1 = F.l1_loss(net(lr), hr)
-        cl = contrastive_loss(net)
-        loss = l1 if cl is None else l1 + cfg.lambda_cl * cl
+        loss, _, _ = objective(net, net(lr), hr, cfg.lambda_cl)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

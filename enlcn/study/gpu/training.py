@@ -55,9 +55,9 @@ def train_step(state: RunState, batch: tuple[Any, Any]) -> None:
     """One optimisation step of Eq. 12 (L1 + λ·contrastive after the warm-up), with no host synchronisation:
     bf16 autocast and channels-last on CUDA, the learning-rate schedule stepped per step."""
     import torch
-    import torch.nn.functional as F
 
-    from ...models import contrastive_loss, set_contrastive
+    from ...loss import objective
+    from ...models import set_contrastive
 
     tr = state.trainer
     cfg, model, dev = tr.config, tr.model, tr.device
@@ -72,10 +72,7 @@ def train_step(state: RunState, batch: tuple[Any, Any]) -> None:
     if cuda:
         lr = lr.contiguous(memory_format=torch.channels_last)
     with torch.autocast("cuda", torch.bfloat16, enabled=cfg.bf16 and cuda):
-        sr = model(lr)
-        l1 = F.l1_loss(sr.float(), hr)
-        cl = contrastive_loss(model)
-        loss = l1 if cl is None else l1 + cfg.lambda_cl * cl
+        loss, l1, _ = objective(model, model(lr), hr, cfg.lambda_cl)
     tr.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     tr.optimizer.step()
