@@ -157,6 +157,44 @@ def train_config(profile: str, **overrides: Any) -> TrainConfig:
     return TrainConfig.from_dict({**dict(get_profile(profile).train), **overrides, **smoke_overrides()})
 
 
+#: the environment variables of inductor's cache folder and of ATen's CPU level
+INDUCTOR_CACHE_ENV, ATEN_LEVEL_ENV = "TORCHINDUCTOR_CACHE_DIR", "ATEN_CPU_CAPABILITY"
+
+
+def compile_model(model: torch.nn.Module) -> Any:
+    """``torch.compile(model)``, with inductor's cache kept apart per ATen CPU level.
+
+    Inductor's FX graph cache key (torch 2.13) leaves out the CPU level ATen runs at, ``ATEN_CPU_CAPABILITY``,
+    though the code inductor generates depends on it: a graph compiled at one level and served to a process
+    at another gave NaN outputs or a segfault (Intel Xeon with AVX-512, the cache filled at the default level
+    and read with ``ATEN_CPU_CAPABILITY=avx2``, or the reverse; the same runs with the FX graph cache off, or
+    with a fresh cache folder, were right). The ISA tests and the bench run such levels
+    (:func:`enlcn.attention.native.level_env`), and so may a user emulating a smaller CPU; so a process with
+    ``ATEN_CPU_CAPABILITY`` set and no cache folder of its own compiles into
+    ``<inductor's default>/aten-<level>`` (:func:`inductor_cache_dir`).
+    """
+    folder = inductor_cache_dir()
+    if folder is not None:
+        os.environ[INDUCTOR_CACHE_ENV] = folder
+    return torch.compile(model)
+
+
+def inductor_cache_dir() -> str | None:
+    """The inductor cache folder :func:`compile_model` sets: ``<default>/aten-<level>`` when
+    ``ATEN_CPU_CAPABILITY`` is set and ``TORCHINDUCTOR_CACHE_DIR`` is unset or inductor's default (which
+    inductor writes back into the environment once used); None (leave it) otherwise."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    if not os.environ.get(ATEN_LEVEL_ENV):
+        return None
+    default = os.path.abspath(default_cache_dir())
+    chosen = os.environ.get(INDUCTOR_CACHE_ENV)
+    if chosen and os.path.abspath(chosen) != default:
+        return None
+    level = torch.backends.cpu.get_cpu_capability().lower()  # what ATen runs (a cap above the CPU is ignored)
+    return os.path.join(default, f"aten-{level}")
+
+
 # -- data ------------------------------------------------------------------------------------------
 class PatchBatches(Dataset):
     """Training batch number ``step`` → ``(lr, hr)`` float tensors in [0, 1] (``rgb_range`` 1).
@@ -306,7 +344,7 @@ class Trainer:
         # weight updates and state loads so far, and the last checkpoint written (see checkpoint())
         self._updates, self._written = 0, None
         # self.model stays the plain module (state_dict, validation, aux losses); self.forward trains
-        self.forward = torch.compile(self.model) if config.compile else self.model
+        self.forward = compile_model(self.model) if config.compile else self.model
         if self.distributed:  # every parameter gets a gradient in every step: find_unused_parameters=False
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.forward = DistributedDataParallel(self.forward, device_ids=ids)

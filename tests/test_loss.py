@@ -1,4 +1,4 @@
-"""The training objective (Eqs. 11–12, enlcn.loss.objective) that the trainer, the GPU study and the bench share."""
+"""The training objective (Eqs. 11–12, enlcn.loss.objective) shared by the trainer, GPU study and bench."""
 
 from __future__ import annotations
 
