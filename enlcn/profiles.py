@@ -18,7 +18,7 @@ Presets:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 
@@ -57,12 +57,26 @@ def get_model_preset(name: str) -> ModelPreset:
 
 
 def get_profile(name: str) -> Profile:
-    """The profile ``name`` (``ValueError`` listing the known ones if there is none)."""
-    return _lookup(PROFILES, name, "profile")
+    """The profile ``name`` (``ValueError`` listing the known ones if there is none); under
+    ``ENLCN_SMOKE_STEPS`` its self-similar images at most :data:`SMOKE_SELFSIM_MOTIFS` motif sides a side."""
+    profile = _lookup(PROFILES, name, "profile")
+    data = profile.study_data
+    side = SMOKE_SELFSIM_MOTIFS * data.selfsim_motif_size
+    if smoke_steps() is None or data.selfsim_size <= side:
+        return profile
+    return replace(profile, study_data=replace(data, selfsim_size=side))
 
 
-#: ``ENLCN_SMOKE_STEPS=N``: every profile becomes a plumbing check (:func:`enlcn.train.smoke_overrides`)
+#: ``ENLCN_SMOKE_STEPS=N``: every profile becomes a plumbing check — N training steps of small batches
+#: (:func:`enlcn.train.smoke_overrides`), the quick profile's k-ablation (:func:`ablation_k_settings`) and
+#: smaller self-similar images (:data:`SMOKE_SELFSIM_MOTIFS`)
 SMOKE_ENV = "ENLCN_SMOKE_STEPS"
+#: the HR side of the procedural self-similar images under ``ENLCN_SMOKE_STEPS``, in motif sides (when smaller
+#: than the profile's): 160 for the 3 motifs × 6 copies of 16² of the paper and cpu profiles (256 otherwise),
+#: the smallest multiple of 32 that holds them at ×4. Every image the notebooks analyse goes through the
+#: model: at the paper preset's 41 M parameters, 40² LR pixels instead of 64² take the paper smoke test's
+#: correlation-map and explorer notebooks to about 40 % of their time.
+SMOKE_SELFSIM_MOTIFS = 10
 
 
 def smoke_steps() -> int | None:

@@ -138,8 +138,9 @@ class TrainConfig:
 def smoke_overrides() -> dict[str, Any]:
     """The training settings ``ENLCN_SMOKE_STEPS=N`` imposes (:func:`enlcn.profiles.smoke_steps`; empty when
     it is not set): N steps of batch 2 × 16² LR patches, one epoch, no learning-rate step, no warm-up — a
-    plumbing check of a profile on a small machine. The models, the data path, the evaluation protocol and
-    the result layout stay the profile's; config.json records the change."""
+    plumbing check of a profile on a small machine (its self-similar images shrink too:
+    :func:`enlcn.profiles.get_profile`). The models, the data path, the evaluation protocol and the result
+    layout stay the profile's; config.json records the change."""
     from .profiles import smoke_steps
 
     steps = smoke_steps()

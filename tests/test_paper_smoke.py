@@ -2,10 +2,12 @@
 
 A tiny DIV2K + five-benchmark folder (tests/paper_fixture.py) stands in for the real data through
 ``ENLCN_DATA``; ``ENLCN_SMOKE_STEPS=2`` shortens every training run to two steps of batch 2 (the paper
-profile's models, data path, evaluation and result layout unchanged). The fixture is the smoke's one
-shortcut: its validation and benchmark images are 32×40 HR, the smallest that PSNR/SSIM score after the
-border crop, because every image validated or scored goes through the 41 M-parameter model (same code
-paths as 96² images, a ninth of the pixels; its training images stay above the 16² training patch).
+profile's models, data path, evaluation and result layout unchanged). Its two other shortcuts keep the
+images small, because every image validated, scored or analysed goes through the 41 M-parameter model:
+the fixture's validation and benchmark images are 32×40 HR, the smallest that PSNR/SSIM score after the
+border crop (same code paths as 96² images, a ninth of the pixels; its training images stay above the 16²
+training patch), and the procedural self-similar images are 160² instead of 256² under
+``ENLCN_SMOKE_STEPS`` (:data:`enlcn.profiles.SMOKE_SELFSIM_MOTIFS`).
 Every notebook runs under papermill with ``profile=paper`` into a temporary root — never the committed
 results/ — and the book builds from those executed notebooks; the Findings chapter fills its Table 1 row
 there (wiring, not a claimed number).

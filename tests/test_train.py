@@ -215,6 +215,22 @@ def test_smoke_steps_are_read_once_and_checked(monkeypatch):
             train_config("cpu")
 
 
+def test_smoke_self_similar_images_are_smaller_and_every_profile_still_makes_them(monkeypatch):
+    from enlcn.profiles import PROFILES, get_profile
+
+    monkeypatch.delenv("ENLCN_SMOKE_STEPS", raising=False)
+    assert get_profile("paper").study_data.selfsim_size == 256
+    monkeypatch.setenv("ENLCN_SMOKE_STEPS", "2")
+    assert get_profile("paper").study_data.selfsim_size == 160  # 10 sides of its 16² motifs
+    assert get_profile("pilot-x4").study_data == PROFILES["pilot-x4"].study_data  # 224 < 10 × 32: kept
+    for name in PROFILES:
+        profile = get_profile(name)
+        test = profile.study_data.selfsim_set("test", profile.train_dict().get("scale", 4))
+        item = test.item(len(test) - 1)  # the motifs fit (ValueError otherwise)
+        side = profile.study_data.selfsim_size
+        assert item.image.shape[0] == side <= PROFILES[name].study_data.selfsim_size
+
+
 def test_best_and_latest_of_one_step_are_one_file_and_part_when_the_state_moves_on(tmp_path):
     from enlcn.models.checkpoints import read_checkpoint
 
